@@ -1,0 +1,39 @@
+# Quick start: `make run` (the main job) and `make test` (the suite).
+# Both create .venv and install the package on first use; later calls skip the install
+# unless pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.popdistill-installed
+RUN_DIR ?= runs/quickstart
+PYTEST_ARGS ?=
+
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
+
+.PHONY: install run test test-all lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing popdistill and its dependencies into $(VENV) (first time: a few minutes)..."
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/popdistill world --preset medium --out $(RUN_DIR)/world --skip-existing
+	$(VENV)/bin/popdistill evaluate --data $(RUN_DIR)/world --format davis --baseline centre --baseline full --out $(RUN_DIR)/baselines
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check popdistill tests jobs benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from popdistill.cli import main
+
+sys.exit(main())

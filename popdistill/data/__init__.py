@@ -1,0 +1,1 @@
+"""Video data: the procedural world, dataset readers and the frame-record schema."""

@@ -1,0 +1,119 @@
+"""Dataset readers: one registry, one file per on-disk format, all yielding FrameRecords.
+
+A reader is cheap to construct from ``(root, **options)`` so that a Ray worker can rebuild it
+from plain values. ``videos()`` lists the videos (no pixels decoded); ``read_video(ref)`` yields
+that video's frames in order. Anything unusable (corrupt video, unreadable image, mask of the
+wrong size, empty folder) is reported through ``on_skip`` with its path and reason and the
+reader goes on with the rest: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from popdistill.data.schema import FrameRecord, Skipped
+from popdistill.errors import UserError
+
+__all__ = [
+    "Reader",
+    "VideoRef",
+    "register_reader",
+    "create_reader",
+    "list_readers",
+]
+
+SkipFn = Callable[[Skipped], None]
+
+
+@dataclass
+class VideoRef:
+    """One video (or image collection) of a data set; plain values only, so it crosses Ray."""
+
+    video: str
+    path: str
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VideoRef:
+        return cls(video=d["video"], path=d["path"], meta=dict(d.get("meta") or {}))
+
+
+class Reader:
+    """Base class: subclasses implement ``list_videos`` and ``iter_frames``."""
+
+    name: str = ""
+
+    def __init__(self, root: str | Path, **options):
+        self.root = Path(root)
+        self.options = options
+        self.skipped: list[Skipped] = []
+
+    # -- subclass API -------------------------------------------------------------------
+    def list_videos(self) -> list[VideoRef]:
+        raise NotImplementedError
+
+    def iter_frames(self, ref: VideoRef, on_skip: SkipFn) -> Iterator[FrameRecord]:
+        raise NotImplementedError
+
+    # -- public API ---------------------------------------------------------------------
+    def skip(self, path: str | Path, reason: str, on_skip: SkipFn | None = None) -> None:
+        item = Skipped(str(path), reason)
+        (on_skip or self.skipped.append)(item)
+
+    def videos(self) -> list[VideoRef]:
+        if not self.root.exists():
+            raise FileNotFoundError(f"{self.name} data set root does not exist: {self.root}")
+        refs = self.list_videos()
+        if not refs:
+            self.skip(self.root, f"no videos found in the {self.name} layout")
+        return refs
+
+    def read_video(self, ref: VideoRef, on_skip: SkipFn | None = None) -> Iterator[FrameRecord]:
+        """Yield the frames of one video; a failure mid-video is reported, never raised."""
+        on_skip = on_skip or self.skipped.append
+        try:
+            yield from self.iter_frames(ref, on_skip)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is reported by path
+            self.skip(ref.path, f"{type(exc).__name__}: {exc}", on_skip)
+
+    def __iter__(self) -> Iterator[FrameRecord]:
+        for ref in self.videos():
+            yield from self.read_video(ref)
+
+
+_READERS: dict[str, type[Reader]] = {}
+
+
+def register_reader(name: str):
+    """Class decorator adding a reader to the registry under ``name``."""
+
+    def deco(cls: type[Reader]) -> type[Reader]:
+        if name in _READERS:
+            raise ValueError(f"reader {name!r} registered twice")
+        cls.name = name
+        _READERS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    # Importing the package registers every built-in format.
+    import popdistill.data.readers  # noqa: F401
+
+
+def list_readers() -> list[str]:
+    _load_builtin()
+    return sorted(_READERS)
+
+
+def create_reader(name: str, root: str | Path, **options) -> Reader:
+    _load_builtin()
+    if name not in _READERS:
+        raise UserError(f"unknown data set format {name!r}; valid formats: {', '.join(sorted(_READERS))}")
+    return _READERS[name](root, **options)

@@ -1,0 +1,161 @@
+"""The one frame-record schema used from decode to pseudo-label store.
+
+A :class:`FrameRecord` is the in-memory form (numpy arrays); :data:`FRAME_SCHEMA` is its Arrow
+form. Images and masks are stored as raw little-endian bytes plus their shape, so a Parquet
+store can be read back without any image codec and without pickling.
+
+Columns added by later stages (teacher mask, score, provenance) are optional: a store written
+by the teacher has them, a store written by a reader does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = [
+    "FRAME_SCHEMA",
+    "FrameRecord",
+    "Skipped",
+    "records_to_table",
+    "table_to_records",
+    "frame_key",
+]
+
+FRAME_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("video", pa.string(), nullable=False),
+        pa.field("frame", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        # H x W x 3 uint8 RGB, row-major.
+        pa.field("image", pa.binary(), nullable=False),
+        # H x W uint8 in {0, 1}; null when the frame has no mask annotation.
+        pa.field("gt_mask", pa.binary()),
+        # N x 4 float32 [x0, y0, x1, y1] in pixels (x1, y1 exclusive); null when not annotated.
+        pa.field("gt_boxes", pa.list_(pa.list_(pa.float32(), 4))),
+        pa.field("source", pa.string(), nullable=False),
+        # Soft mask written by a teacher: mask_h x mask_w uint8, value / 255 in [0, 1].
+        pa.field("mask", pa.binary()),
+        pa.field("mask_height", pa.int32()),
+        pa.field("mask_width", pa.int32()),
+        pa.field("score", pa.float32()),
+        # Which teacher produced `mask` ("videopca", "student:unet", ...) and in which generation.
+        pa.field("teacher", pa.string()),
+        pa.field("generation", pa.int32()),
+    ]
+)
+
+
+@dataclass
+class Skipped:
+    """An input a reader or a stage could not use, with the reason; every report lists these."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class FrameRecord:
+    dataset: str
+    video: str
+    frame: int
+    image: np.ndarray  # H x W x 3 uint8
+    source: str
+    gt_mask: np.ndarray | None = None  # H x W bool
+    gt_boxes: np.ndarray | None = None  # N x 4 float32, [x0, y0, x1, y1]
+    mask: np.ndarray | None = None  # h x w float32 in [0, 1]
+    score: float | None = None
+    teacher: str | None = None
+    generation: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return frame_key(self.dataset, self.video, self.frame)
+
+    def to_row(self) -> dict:
+        h, w = self.image.shape[:2]
+        row = {
+            "dataset": self.dataset,
+            "video": self.video,
+            "frame": int(self.frame),
+            "height": int(h),
+            "width": int(w),
+            "image": np.ascontiguousarray(self.image, dtype=np.uint8).tobytes(),
+            "gt_mask": None,
+            "gt_boxes": None,
+            "source": self.source,
+            "mask": None,
+            "mask_height": None,
+            "mask_width": None,
+            "score": None if self.score is None else float(self.score),
+            "teacher": self.teacher,
+            "generation": self.generation,
+        }
+        if self.gt_mask is not None:
+            row["gt_mask"] = np.ascontiguousarray(self.gt_mask, dtype=np.uint8).tobytes()
+        if self.gt_boxes is not None:
+            row["gt_boxes"] = np.asarray(self.gt_boxes, dtype=np.float32).reshape(-1, 4).tolist()
+        if self.mask is not None:
+            row["mask"] = encode_soft_mask(self.mask)
+            row["mask_height"], row["mask_width"] = (int(s) for s in self.mask.shape)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> FrameRecord:
+        h, w = int(row["height"]), int(row["width"])
+        image = np.frombuffer(row["image"], dtype=np.uint8).reshape(h, w, 3)
+        gt_mask = None
+        if row.get("gt_mask") is not None:
+            gt_mask = np.frombuffer(row["gt_mask"], dtype=np.uint8).reshape(h, w).astype(bool)
+        gt_boxes = None
+        if row.get("gt_boxes") is not None:
+            gt_boxes = np.asarray(row["gt_boxes"], dtype=np.float32).reshape(-1, 4)
+        mask = None
+        if row.get("mask") is not None:
+            mask = decode_soft_mask(row["mask"], row["mask_height"], row["mask_width"])
+        return cls(
+            dataset=row["dataset"],
+            video=row["video"],
+            frame=int(row["frame"]),
+            image=image,
+            source=row["source"],
+            gt_mask=gt_mask,
+            gt_boxes=gt_boxes,
+            mask=mask,
+            score=row.get("score"),
+            teacher=row.get("teacher"),
+            generation=row.get("generation"),
+        )
+
+
+def frame_key(dataset: str, video: str, frame: int) -> tuple[str, str, int]:
+    return (dataset, video, int(frame))
+
+
+def encode_soft_mask(mask: np.ndarray) -> bytes:
+    """Quantise a soft mask in [0, 1] to uint8 bytes (the store's and the PNG export's form)."""
+    q = np.clip(np.rint(np.asarray(mask, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return q.tobytes()
+
+
+def decode_soft_mask(data: bytes, height: int, width: int) -> np.ndarray:
+    q = np.frombuffer(data, dtype=np.uint8).reshape(int(height), int(width))
+    return q.astype(np.float32) / 255.0
+
+
+def records_to_table(records: Iterable[FrameRecord]) -> pa.Table:
+    rows = [r.to_row() for r in records]
+    return pa.Table.from_pylist(rows, schema=FRAME_SCHEMA)
+
+
+def table_to_records(table: pa.Table) -> list[FrameRecord]:
+    return [FrameRecord.from_row(row) for row in table.to_pylist()]
