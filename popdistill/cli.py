@@ -17,6 +17,7 @@ from popdistill.errors import UserError
 COMMANDS: dict[str, str] = {
     "world": "popdistill.data.world_cli",
     "evaluate": "popdistill.evaluate.cli",
+    "teacher": "popdistill.teacher.cli",
 }
 
 

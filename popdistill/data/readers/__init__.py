@@ -11,4 +11,9 @@ from popdistill.data.readers._registry import (
 __all__ = ["Reader", "VideoRef", "create_reader", "list_readers", "register_reader"]
 
 # Built-in formats register themselves on import. Each module below adds one format.
-from popdistill.data.readers import davis  # noqa: E402,F401
+from popdistill.data.readers import (  # noqa: E402,F401
+    davis,
+    object_discovery,
+    video_folder,
+    youtube_objects,
+)

@@ -1,0 +1,117 @@
+"""EvalSeg-Net (Croitoru, Bogolin & Leordeanu, IJCV 2019): predicts a soft mask's quality.
+
+Inputs at 128x128 as three branches — the RGB image, the soft mask, and HSV computed inside the
+model from RGB — each conv3x3(256) -> conv5x5(256) -> pool; concatenated -> conv3x3 ->
+conv5x5 -> pool -> conv3x3 -> conv5x5 -> conv5x5(64) -> FC 512 -> FC 1 -> sigmoid: a quality
+score in [0, 1]. It is trained (MSE, Adam 1e-4) on ``quality_target``: the cosine similarity
+between a student's mask and the Multi-Net mask, so no human labels are needed. Batch norm
+after each conv is *(inferred)*, a config option, as in LowRes-Net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from popdistill.config import load
+from popdistill.errors import UserError
+from popdistill.students._blocks import BranchTrunk, rgb_to_hsv
+from popdistill.students._registry import register_evalseg
+from popdistill.students.base import eval_mode, resize_images, resize_to, to_float_images
+
+__all__ = ["EvalSegConfig", "EvalSegNet", "quality_target"]
+
+_ZERO_NORM = 1e-12
+
+
+def quality_target(student_mask: Tensor | np.ndarray, multinet_mask: Tensor | np.ndarray) -> Tensor:
+    """Cosine similarity of the flattened masks (same shape), in [0, 1] for masks in [0, 1].
+
+    A 2-D pair gives a scalar; B x H x W or B x 1 x H x W pairs give one value per item. Zero
+    masks: both empty -> 1 (they agree), only one empty -> 0.
+    """
+    a = torch.as_tensor(student_mask).float()
+    b = torch.as_tensor(multinet_mask).float()
+    if a.shape != b.shape:
+        raise ValueError(
+            f"masks differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}; resize first"
+        )
+    if a.ndim < 2:
+        raise ValueError(f"expected 2-D masks or batches of masks, got shape {tuple(a.shape)}")
+    batched = a.ndim > 2
+    a = a.reshape(a.shape[0], -1) if batched else a.reshape(1, -1)
+    b = b.reshape(b.shape[0], -1) if batched else b.reshape(1, -1)
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    a_zero, b_zero = na <= _ZERO_NORM, nb <= _ZERO_NORM
+    cos = (a * b).sum(dim=1) / (na * nb).clamp_min(_ZERO_NORM**2)
+    cos = torch.where(a_zero | b_zero, (a_zero & b_zero).float(), cos.clamp(0.0, 1.0))
+    return cos if batched else cos[0]
+
+
+@dataclass
+class EvalSegConfig:
+    input_size: int = 128
+    width: int = 256
+    head_channels: int = 64
+    hidden: int = 512
+    batch_norm: bool = True
+
+    def validate(self) -> None:
+        if self.input_size <= 0 or self.input_size % 4:
+            raise UserError(f"input_size: must be a positive multiple of 4, got {self.input_size}")
+
+
+class EvalSegNet(nn.Module):
+    """(images B x 3 x S x S in [0, 1], masks B x 1 x S x S) -> quality scores B in [0, 1]."""
+
+    registry_kind: str = "evalseg"
+    registry_name: str = ""
+
+    def __init__(self, config: EvalSegConfig):
+        super().__init__()
+        self.config = config
+        self.input_size = config.input_size
+        self.body = BranchTrunk((3, 1, 3), config.width, config.head_channels, config.batch_norm)
+        side = config.input_size // 4
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(config.head_channels * side * side, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, 1),
+        )
+
+    def forward(self, images: Tensor, masks: Tensor) -> Tensor:
+        features = self.body([images, masks, rgb_to_hsv(images)])
+        return torch.sigmoid(self.head(features)).squeeze(1)
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    def predict(self, images: Tensor | np.ndarray, masks: Tensor) -> Tensor:
+        """Scores for images (uint8 or float, any size) and soft masks (any size), both
+        resized to ``input_size``; evaluation mode, no autograd, previous mode restored."""
+        device = next(self.parameters()).device
+        x = resize_images(to_float_images(images, device), self.input_size)
+        m = resize_to(torch.as_tensor(masks, device=device), self.input_size)
+        with eval_mode(self):
+            return self(x, m if m.ndim == 4 else m.unsqueeze(1))
+
+
+def _create_evalseg(variant: dict[str, Any], **kwargs: Any) -> EvalSegNet:
+    return EvalSegNet(load(EvalSegConfig, {**variant, **kwargs}))
+
+
+@register_evalseg
+def evalseg(**kwargs: Any) -> EvalSegNet:
+    """EvalSeg-Net as in IJCV 2019: 128 px, 256-wide convs, FC 512."""
+    return _create_evalseg({}, **kwargs)
+
+
+@register_evalseg
+def evalseg_tiny(**kwargs: Any) -> EvalSegNet:
+    """Test-sized EvalSeg-Net: 32 px, 16-wide convs, FC 32."""
+    return _create_evalseg(dict(input_size=32, width=16, head_channels=8, hidden=32), **kwargs)

@@ -1,0 +1,85 @@
+"""Work units for the teacher: a video's frames cut into chunks, as plain rows that cross Ray.
+
+A chunk row carries its frames as an Arrow IPC stream of FrameRecords (no pickling, any frame
+size), plus the bookkeeping the driver needs to know when a video is finished: the chunk index
+and, on the last chunk, how many chunks the video had. Inputs the reader could not use travel
+with the chunk as ``skipped`` (JSON), so they reach the run's report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from popdistill.data.readers import Reader, VideoRef
+from popdistill.data.schema import FrameRecord, Skipped, records_to_table, table_to_records
+
+__all__ = ["iter_chunks", "table_to_ipc", "ipc_to_table", "chunk_records"]
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def ipc_to_table(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def chunk_records(row: dict) -> list[FrameRecord]:
+    return table_to_records(ipc_to_table(row["ipc"]))
+
+
+def _row(ref: VideoRef, index: int, frames: list[FrameRecord], skipped: list[Skipped], last: bool):
+    return {
+        "video": ref.video,
+        "chunk": index,
+        "last": last,
+        "n_chunks": index + 1 if last else -1,
+        "n_frames": len(frames),
+        "ipc": table_to_ipc(records_to_table(frames)),
+        "skipped": json.dumps([s.to_dict() for s in skipped]),
+    }
+
+
+def iter_chunks(
+    reader: Reader, ref: VideoRef, chunk_frames: int, min_frames: int
+) -> Iterator[dict]:
+    """Yield the chunk rows of one video, streaming (at most two chunks held at a time).
+
+    A tail shorter than ``min_frames`` is merged into the chunk before it. A whole video
+    shorter than ``min_frames`` yields one row with no frames and a skip reason, so the
+    driver still hears of it.
+    """
+    if chunk_frames < min_frames:
+        raise ValueError(f"chunk_frames ({chunk_frames}) must be >= min_frames ({min_frames})")
+    skipped: list[Skipped] = []
+    pending: list[FrameRecord] | None = None  # a full chunk waiting to know if it is the last
+    current: list[FrameRecord] = []
+    index = 0
+    for record in reader.read_video(ref, on_skip=skipped.append):
+        current.append(record)
+        if len(current) == chunk_frames:
+            if pending is not None:
+                yield _row(ref, index, pending, skipped, last=False)
+                skipped = []
+                index += 1
+            pending, current = current, []
+    if pending is not None and len(current) < min_frames:
+        pending, current = pending + current, []
+    if pending is not None and current:
+        yield _row(ref, index, pending, skipped, last=False)
+        skipped = []
+        index += 1
+        pending, current = current, []
+    final = pending if pending is not None else current
+    if len(final) < min_frames:
+        skipped.append(
+            Skipped(ref.path, f"video has {len(final)} readable frames; the teacher needs at least {min_frames}")
+        )
+        final = []
+    yield _row(ref, index, final, skipped, last=True)

@@ -1,0 +1,141 @@
+"""The VideoPCA colour model: HSV chroma bins and foreground/background histograms.
+
+Stretcu & Leordeanu (BMVC 2015), step 6 of PAPERS.md section 1. A pixel's colour is coded as
+the chroma point ``x = (s cos 2πh + 1) / 2``, ``y = (s sin 2πh + 1) / 2`` of its HSV hue ``h``
+and saturation ``s``, plus its value ``v``; each coordinate is quantised by rounding,
+``i = round(c * (n - 1))``, as in the public code. ``bins = (n_x, n_y, n_v)`` follows the
+public code's ``(DIM_H, DIM_S, DIM_V)`` order: ``DIM_H`` quantises the cosine coordinate,
+``DIM_S`` the sine coordinate and ``DIM_V`` the value, so the default ``(100, 25, 10)`` gives
+100 bins along x, 25 along y and 10 along v. The flat bin index is
+``ix + n_x * (iy + n_y * iv)``.
+
+Everything works on whole windows at once (no loop over frames or pixels). Colours of
+uint8 frames can go through a 2^24-entry look-up table built once per ``bins`` (32 MiB of
+int16), which replaces the HSV arithmetic by one gather.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+__all__ = [
+    "rgb_to_hsv",
+    "chroma_coordinates",
+    "colour_bin_index",
+    "colour_bin_index_u8",
+    "colour_lut",
+    "colour_histograms",
+    "colour_scores",
+]
+
+
+def rgb_to_hsv(rgb: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """HSV of RGB in [0, 1] along ``dim``, with the conventions of ``skimage.color.rgb2hsv``.
+
+    Hue and saturation are 0 where the pixel is grey; when two channels tie for the maximum
+    the later one (blue over green over red) defines the hue, as in scikit-image.
+    """
+    r, g, b = rgb.unbind(dim)
+    v, hue6, delta = _hue6(r, g, b)
+    s = torch.where(v > 0, delta / v.clamp_min(1e-12), torch.zeros_like(v))
+    h = torch.where(delta > 0, torch.remainder(hue6 / 6.0, 1.0), torch.zeros_like(v))
+    return torch.stack([h, s, v], dim)
+
+
+def _hue6(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor):
+    """(value, hue in sextants [-1, 5), chroma); hue is finite (0) for grey pixels."""
+    v = torch.maximum(torch.maximum(r, g), b)
+    delta = v - torch.minimum(torch.minimum(r, g), b)
+    inv = 1.0 / delta.clamp_min(1e-12)
+    hue6 = torch.where(
+        b == v, 4.0 + (r - g) * inv, torch.where(g == v, 2.0 + (b - r) * inv, (g - b) * inv)
+    )
+    return v, hue6, delta
+
+
+def chroma_coordinates(rgb: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The (x, y, v) colour coordinates in [0, 1] of RGB in [0, 1] along ``dim``.
+
+    ``cos(2π h)`` equals ``cos(π/3 · hue6)`` for the hue in sextants, so the hue's modulo is
+    not needed; grey pixels have ``s = 0`` and map to the chroma centre (0.5, 0.5).
+    """
+    r, g, b = rgb.unbind(dim)
+    v, hue6, delta = _hue6(r, g, b)
+    half_s = 0.5 * delta / v.clamp_min(1e-12)
+    angle = hue6 * (math.pi / 3.0)
+    x = 0.5 + half_s * torch.cos(angle)
+    y = 0.5 + half_s * torch.sin(angle)
+    return torch.stack([x, y, v], dim)
+
+
+def colour_bin_index(rgb: torch.Tensor, bins: tuple[int, int, int], dim: int = -1) -> torch.Tensor:
+    """Flat colour-bin index (int32) of every RGB pixel in [0, 1] along ``dim``."""
+    nx, ny, nv = bins
+    x, y, v = chroma_coordinates(rgb, dim).unbind(dim)
+    flat = torch.round(x * (nx - 1))
+    flat += torch.round(y * (ny - 1)) * nx
+    flat += torch.round(v * (nv - 1)) * (nx * ny)
+    return flat.to(torch.int32)
+
+
+@functools.lru_cache(maxsize=4)
+def colour_lut(bins: tuple[int, int, int]) -> torch.Tensor:
+    """Bin index of every 24-bit colour ``(r << 16) | (g << 8) | b``; built once per ``bins``."""
+    n_bins = bins[0] * bins[1] * bins[2]
+    dtype = torch.int16 if n_bins <= 32767 else torch.int32
+    levels = torch.arange(256, dtype=torch.float32) / 255.0
+    lut = torch.empty(1 << 24, dtype=dtype)
+    gb = torch.stack(torch.meshgrid(levels, levels, indexing="ij"), -1).reshape(-1, 2)
+    for r in range(256):  # 256 chunks of 65,536 colours keep the peak memory small
+        rgb = torch.cat([torch.full((gb.shape[0], 1), float(levels[r])), gb], 1)
+        lut[r << 16 : (r + 1) << 16] = colour_bin_index(rgb, bins).to(dtype)
+    return lut
+
+
+def colour_bin_index_u8(rgb: torch.Tensor, bins: tuple[int, int, int]) -> torch.Tensor:
+    """Flat colour-bin index (int32) of uint8 RGB in the last dim, through the look-up table."""
+    code = (rgb.reshape(-1, 3).to(torch.float32) @ _CODE_WEIGHTS).to(torch.int32)  # exact
+    index = colour_lut(tuple(bins)).index_select(0, code)
+    return index.to(torch.int32).view(rgb.shape[:-1])
+
+
+_CODE_WEIGHTS = torch.tensor([65536.0, 256.0, 1.0])
+
+
+def colour_histograms(
+    index: torch.Tensor, foreground: torch.Tensor, n_bins: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(foreground, background) bin counts of ``index`` split by the boolean ``foreground``."""
+    joint = index.reshape(-1) + foreground.reshape(-1).to(index.dtype) * n_bins
+    counts = torch.bincount(joint, minlength=2 * n_bins)
+    return counts[n_bins:], counts[:n_bins]
+
+
+def colour_scores(
+    index: torch.Tensor,
+    foreground: torch.Tensor,
+    n_bins: int,
+    bg_smoothing: float = 1.0,
+    normalise: bool = True,
+) -> torch.Tensor:
+    """Per-pixel foreground score ``H_fg / (H_fg + H_bg)`` of the colour bins, float32.
+
+    Both histograms pool every pixel given. ``bg_smoothing`` is added to every background
+    bin. With ``normalise`` (the public code's choice) each histogram is first divided by its
+    total, so the score compares class-conditional colour likelihoods with equal priors;
+    without it raw counts are compared (the empirical foreground share acts as the prior).
+    A bin seen in neither histogram (only possible with no smoothing) scores 0.
+    """
+    h_fg, h_bg = colour_histograms(index, foreground, n_bins)
+    fg = h_fg.to(torch.float64)
+    bg = h_bg.to(torch.float64) + bg_smoothing
+    if normalise:
+        fg = fg / max(float(fg.sum()), 1.0)
+        bg = bg / max(float(bg.sum()), 1e-12)
+    total = fg + bg
+    table = torch.where(total > 0, fg / torch.where(total > 0, total, 1.0), 0.0)
+    flat = table.to(torch.float32).index_select(0, index.reshape(-1))
+    return flat.view(index.shape)

@@ -1,0 +1,82 @@
+"""FrameRecord <-> Arrow <-> Parquet round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from popdistill.data.schema import (
+    FRAME_SCHEMA,
+    FrameRecord,
+    Skipped,
+    decode_soft_mask,
+    encode_soft_mask,
+    frame_key,
+    records_to_table,
+    table_to_records,
+)
+
+
+def _records() -> list[FrameRecord]:
+    rng = np.random.default_rng(0)
+    plain = FrameRecord("world", "v0", 0, rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "a.mp4")
+    mask = np.zeros((6, 8), bool)
+    mask[1:4, 2:7] = True
+    with_gt = FrameRecord(
+        "davis", "seq", 3, rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "x/00003.jpg",
+        gt_mask=mask, gt_boxes=np.array([[2, 1, 7, 4], [0.5, 0, 1.5, 2]], np.float32),
+    )
+    boxes_only = FrameRecord(
+        "yto", "car_0001", 17, rng.integers(0, 256, (5, 7, 3), dtype=np.uint8), "car/00000017.jpg",
+        gt_boxes=np.zeros((0, 4), np.float32),
+    )
+    soft = rng.random((4, 4)).astype(np.float32)  # a teacher mask at its own size
+    taught = FrameRecord(
+        "world", "v1", 2, rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "b.mp4",
+        gt_mask=mask, mask=soft, score=0.75, teacher="videopca", generation=1,
+    )
+    return [plain, with_gt, boxes_only, taught]
+
+
+def test_parquet_round_trip(tmp_path):
+    records = _records()
+    path = tmp_path / "frames.parquet"
+    pq.write_table(records_to_table(records), path)
+    table = pq.read_table(path)
+    assert table.schema.equals(FRAME_SCHEMA)
+    back = table_to_records(table)
+    assert len(back) == len(records)
+    for a, b in zip(records, back):
+        assert (a.dataset, a.video, a.frame, a.source) == (b.dataset, b.video, b.frame, b.source)
+        assert b.image.dtype == np.uint8
+        np.testing.assert_array_equal(a.image, b.image)
+        for name in ("gt_mask", "gt_boxes"):
+            va, vb = getattr(a, name), getattr(b, name)
+            assert (va is None) == (vb is None), name
+            if va is not None:
+                np.testing.assert_array_equal(va, vb)
+        assert (a.teacher, a.generation) == (b.teacher, b.generation)
+    plain, with_gt, boxes_only, taught = back
+    assert plain.mask is None and plain.score is None and plain.gt_mask is None
+    assert with_gt.gt_mask.dtype == bool and with_gt.gt_boxes.dtype == np.float32
+    assert boxes_only.gt_boxes.shape == (0, 4) and boxes_only.gt_mask is None
+    # The soft mask is stored as uint8: back within half a quantisation step, same shape.
+    assert taught.mask.shape == (4, 4) and taught.mask.dtype == np.float32
+    np.testing.assert_allclose(taught.mask, records[3].mask, atol=0.5 / 255 + 1e-7)
+    assert taught.score == pytest.approx(0.75)
+    assert taught.key == frame_key("world", "v1", 2) == ("world", "v1", 2)
+
+
+def test_soft_mask_quantisation():
+    m = np.array([[0.0, 1.0], [0.5, 1.7], [-0.2, 0.1]], np.float32)
+    q = np.frombuffer(encode_soft_mask(m), np.uint8).reshape(3, 2)
+    np.testing.assert_array_equal(q, [[0, 255], [128, 255], [0, 26]])  # clipped, rounded
+    np.testing.assert_allclose(decode_soft_mask(encode_soft_mask(m), 3, 2), q / 255.0)
+
+
+def test_parquet_filters_and_skipped(tmp_path):
+    pq.write_table(records_to_table(_records()), tmp_path / "f.parquet")
+    only = pq.read_table(tmp_path / "f.parquet", filters=[("dataset", "=", "world")])
+    assert sorted(only.column("video").to_pylist()) == ["v0", "v1"]
+    assert Skipped("a.mp4", "truncated").to_dict() == {"path": "a.mp4", "reason": "truncated"}

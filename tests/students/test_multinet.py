@@ -1,0 +1,57 @@
+"""Multi-Net: the pixel-wise product of the students' masks, checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from popdistill.students import MultiNet, create_student, multinet_product, resize_to
+
+
+def test_product_by_hand():
+    a = torch.tensor([[1.0, 0.5], [0.0, 1.0]]).view(1, 1, 2, 2)
+    b = torch.tensor([[0.5, 0.5], [1.0, 1.0]]).view(1, 1, 2, 2)
+    c = torch.tensor([[0.8, 1.0], [1.0, 0.25]]).view(1, 1, 2, 2)
+    expected = torch.tensor([[0.4, 0.25], [0.0, 0.25]]).view(1, 1, 2, 2)
+    torch.testing.assert_close(multinet_product([a, b, c]), expected)
+
+
+def test_masks_of_different_sizes_are_resized_to_the_largest():
+    small = torch.full((2, 1, 4, 4), 0.5)  # constant: resizing keeps the value
+    big = torch.zeros(2, 1, 8, 8)
+    big[..., :4, :] = 0.8
+    out = multinet_product([small, big])
+    assert out.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(out[..., :4, :], torch.full((2, 1, 4, 8), 0.4))
+    torch.testing.assert_close(out[..., 4:, :], torch.zeros(2, 1, 4, 8))
+    # B x H x W masks and an explicit size work too.
+    assert multinet_product([small[:, 0], big[:, 0]], size=(6, 10)).shape == (2, 6, 10)
+
+
+def test_resize_to_keeps_range_and_accepts_3d():
+    m = torch.rand(3, 5, 7)
+    out = resize_to(m, (20, 11))
+    assert out.shape == (3, 20, 11) and out.min() >= 0 and out.max() <= 1
+
+
+def test_multinet_module_multiplies_its_students_masks():
+    torch.manual_seed(0)
+    students = [create_student("lowres_tiny"), create_student("unet_tiny")]
+    ensemble = MultiNet(students)
+    images = torch.randint(0, 256, (2, 3, 48, 80), dtype=torch.uint8)
+    product, masks = ensemble.predict_all(images)
+    assert product.shape == (2, 1, 48, 80)
+    assert [m.shape for m in masks] == [(2, 1, 48, 80)] * 2
+    torch.testing.assert_close(product, masks[0] * masks[1])
+    torch.testing.assert_close(
+        masks[0], students[0].predict_resized(images)
+    )  # LowRes-Net's 16x16 mask, resized to the image
+    assert (product <= torch.minimum(masks[0], masks[1]) + 1e-7).all()
+    torch.testing.assert_close(ensemble(images), product)
+
+
+def test_empty_inputs_fail():
+    with pytest.raises(ValueError):
+        multinet_product([])
+    with pytest.raises(ValueError):
+        MultiNet([])

@@ -1,0 +1,105 @@
+"""The teacher pipeline on Ray Data: store, selection, resume and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+from PIL import Image
+
+from popdistill.config import load
+from popdistill.teacher.pipeline import TeacherConfig, run_teacher
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+
+def _square_video(root: Path, name: str, frames: int, size: int, rng: np.random.Generator, res="64p"):
+    """A textured background with a slow pan and a bright square moving across it."""
+    canvas = (rng.random((size + frames, size + frames, 3)) * 120).astype(np.uint8)
+    img_dir = root / "JPEGImages" / res / name
+    ann_dir = root / "Annotations" / res / name
+    img_dir.mkdir(parents=True)
+    ann_dir.mkdir(parents=True)
+    side = size // 4
+    for t in range(frames):
+        frame = canvas[t // 2 : t // 2 + size, t // 3 : t // 3 + size].copy()
+        x = 4 + (t * (size - side - 8)) // max(frames - 1, 1)
+        y = size // 2 - side // 2 + (t % 3)
+        frame[y : y + side, x : x + side] = (230, 40, 40)
+        labels = np.zeros((size, size), np.uint8)
+        labels[y : y + side, x : x + side] = 1
+        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=95)
+        Image.fromarray(labels).save(ann_dir / f"{t:05d}.png")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _square_video(root, f"seq{i}", frames=12, size=64, rng=rng)
+    _square_video(root, "short", frames=3, size=64, rng=rng)  # fewer than k + 1 frames
+    # A corrupt frame inside a good video: reported, the rest of the video is kept.
+    (root / "JPEGImages" / "64p" / "seq2" / "00005.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def _cfg(corpus: Path, out: Path, **kw) -> TeacherConfig:
+    base = {"data": str(corpus), "format": "davis", "out": str(out), "select_top": 0.25,
+            "chunk_frames": 8, "actors": 2, "actor_cpus": 0.5, "read_cpus": 0.25,
+            "videopca": {"size": 64, "window": 8, "min_window": 4}}
+    base.update(kw)
+    return load(TeacherConfig, base)
+
+
+def _store_rows(path: str) -> list[dict]:
+    files = sorted(str(p) for p in Path(path).rglob("*.parquet"))
+    return pads.dataset(files, format="parquet").to_table(columns=["video", "frame", "score", "teacher"]).to_pylist()
+
+
+def test_teacher_store_selection_and_report(ray_session, corpus, tmp_path):
+    png = tmp_path / "png"
+    report = run_teacher(_cfg(corpus, tmp_path / "run", export_png=str(png)), log=lambda *_: None)
+    rows = _store_rows(report["store"])
+    # Every good frame is in the store: 12 + 12 + 11 (one corrupt frame), none of the short video.
+    assert len(rows) == 35
+    assert {r["video"] for r in rows} == {"seq0", "seq1", "seq2"}
+    assert all(r["teacher"] == "videopca" for r in rows)
+    reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    assert "00005.jpg" in reasons and "unreadable" in reasons["00005.jpg"]
+    assert "short" in reasons and "at least" in reasons["short"]
+    # Selection keeps the top quarter by score, written as its own store.
+    sel = report["selection"]
+    assert sel["total"] == 35 and sel["kept"] >= 9
+    kept = _store_rows(sel["store"])
+    assert len(kept) == sel["kept"]
+    scores = sorted((r["score"] for r in rows), reverse=True)
+    assert min(r["score"] for r in kept) == pytest.approx(scores[8])
+    # Ground truth exists: the teacher finds the square far better than the centre prior.
+    m = report["metrics"]
+    assert m["all"]["J"] > m["centre_prior"]["J"] + 0.15
+    assert m["all"]["J"] > 0.4
+    # PNG export at the frame's resolution in the data set's layout.
+    pngs = sorted(png.rglob("*.png"))
+    assert len(pngs) == 35
+    assert Image.open(png / "seq0" / "00000.png").size == (64, 64)
+    saved = json.loads((tmp_path / "run" / "teacher" / "report.json").read_text())
+    assert saved["selection"]["kept"] == sel["kept"]
+
+
+def test_teacher_resume_does_not_redo_finished_videos(ray_session, corpus, tmp_path):
+    out = tmp_path / "run"
+    first = run_teacher(_cfg(corpus, out, evaluate=False), log=lambda *_: None)
+    assert first["videos"]["processed_this_run"] == 4
+    marker = out / "teacher" / "store" / "seq0" / "chunk-00000.parquet"
+    mtime = marker.stat().st_mtime_ns
+    # A half-finished video (no done marker): its partial chunks are redone.
+    (out / "teacher" / "done" / "seq1.json").unlink()
+    second = run_teacher(_cfg(corpus, out, evaluate=False), log=lambda *_: None)
+    assert second["videos"]["processed_this_run"] == 2  # seq1 and the (still too short) video
+    assert second["frames_this_run"] == 12
+    assert marker.stat().st_mtime_ns == mtime
+    assert len(_store_rows(second["store"])) == 35
