@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/popdistill world --preset medium --out $(RUN_DIR)/world --skip-existing
-	$(VENV)/bin/popdistill evaluate --data $(RUN_DIR)/world --format davis --baseline centre --baseline full --out $(RUN_DIR)/baselines
+	$(VENV)/bin/popdistill teacher --data $(RUN_DIR)/world --format davis --out $(RUN_DIR)
+	$(VENV)/bin/popdistill evaluate --data $(RUN_DIR)/world --format davis \
+		--masks videopca=$(RUN_DIR)/teacher/store \
+		--baseline centre --baseline full --out $(RUN_DIR)/evaluate
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "world": "popdistill.data.world_cli",
     "evaluate": "popdistill.evaluate.cli",
     "teacher": "popdistill.teacher.cli",
+    "ui": "popdistill.tracking_cli",
+    "predict": "popdistill.students.predict_cli",
 }
 
 

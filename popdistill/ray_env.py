@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 
@@ -19,5 +20,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         ray.init(address=address, log_to_driver=not quiet)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=not quiet)
-    ray.data.DataContext.get_current().enable_progress_bars = not quiet
+    if quiet:
+        # Our own progress lines say what is happening; Ray Data's per-dataset INFO lines and
+        # progress bars would bury them.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ray.data.DataContext.get_current().enable_progress_bars = False
     return ray

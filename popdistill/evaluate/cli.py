@@ -30,7 +30,14 @@ Example:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="data set root folder")
     parser.add_argument("--format", required=True, help="data set format (reader name, e.g. davis)")
-    parser.add_argument("--masks", help="mask store: Parquet file/folder or PNG export folder")
+    parser.add_argument(
+        "--masks",
+        action="append",
+        default=[],
+        metavar="[NAME=]STORE",
+        help="mask store: Parquet file/folder or PNG export folder, optionally named "
+        "(e.g. videopca=runs/q/teacher/store); repeat for several",
+    )
     parser.add_argument(
         "--baseline",
         action="append",
@@ -73,20 +80,24 @@ def _reader_options(items: list[str]) -> dict[str, str]:
 
 
 def _mask_providers(args):
-    """(name -> (source, function(record) -> soft mask or None), the store or None)."""
+    """(name -> (source, function(record) -> soft mask or None)), name -> opened store."""
     from popdistill.errors import UserError
     from popdistill.evaluate.baselines import get_baseline
     from popdistill.evaluate.masks_io import open_mask_store
 
-    providers, store = {}, None
-    if args.masks:
-        store = open_mask_store(args.masks)
-        name = Path(args.masks).stem or "masks"
+    providers, stores = {}, {}
+    for item in args.masks:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).stem or "masks", item
+        if name in providers:
+            raise UserError(f"--masks {item}: the name {name!r} is used twice; name stores NAME=STORE")
+        store = stores[name] = open_mask_store(path)
 
-        def from_store(rec):
+        def from_store(rec, store=store):
             return store.get(rec.video, rec.frame, stem=Path(rec.source).stem)
 
-        providers[name] = (f"masks:{args.masks}", from_store)
+        providers[name] = (f"masks:{path}", from_store)
     for base in dict.fromkeys(args.baseline):
         fn = get_baseline(base)
         if base in providers:
@@ -94,7 +105,7 @@ def _mask_providers(args):
         providers[base] = (f"baseline:{base}", lambda rec, fn=fn: fn(*rec.image.shape[:2]))
     if not providers:
         raise UserError("nothing to evaluate: give --masks STORE and/or --baseline centre|full")
-    return providers, store
+    return providers, stores
 
 
 def main(args: argparse.Namespace) -> int:
@@ -112,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--{exc}") from exc
     if args.limit_videos is not None and args.limit_videos < 1:
         raise UserError(f"--limit-videos: must be at least 1, got {args.limit_videos}")
-    providers, store = _mask_providers(args)
+    providers, stores = _mask_providers(args)
     reader = create_reader(args.format, args.data, **_reader_options(args.reader_option))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -175,9 +186,9 @@ def main(args: argparse.Namespace) -> int:
         "config": {**asdict(config), "n_thresholds": N_THRESHOLDS},
         "videos": len(refs),
         "frames_read": n_frames,
-        "mask_store": None
-        if store is None
-        else {"path": str(store.path), "kind": store.kind, "masks": len(store)},
+        "mask_stores": {
+            name: {"path": str(st.path), "kind": st.kind, "masks": len(st)} for name, st in stores.items()
+        },
         "methods": methods,
         "reader_skipped": [s.to_dict() for s in reader_skipped],
     }

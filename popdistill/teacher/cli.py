@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "run the VideoPCA teacher on Ray Data and select its most confident masks"
 DESCRIPTION = """\
@@ -66,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
     from popdistill.teacher.report import print_teacher_report
 
     cfg = build_config(args)
+    if "://" not in cfg.data and not Path(cfg.data).exists():
+        raise FileNotFoundError(f"data: no such file or folder: {cfg.data}")
     init_ray(args.address)
     report = run_teacher(cfg)
     print_teacher_report(report)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "colour_bin_index",
     "colour_bin_index_u8",
     "colour_lut",
+    "pack_rgb",
     "colour_histograms",
     "colour_scores",
 ]
@@ -83,26 +86,42 @@ def colour_bin_index(rgb: torch.Tensor, bins: tuple[int, int, int], dim: int = -
 
 @functools.lru_cache(maxsize=4)
 def colour_lut(bins: tuple[int, int, int]) -> torch.Tensor:
-    """Bin index of every 24-bit colour ``(r << 16) | (g << 8) | b``; built once per ``bins``."""
+    """Bin index of every 24-bit colour code ``r | g << 8 | b << 16``; built once per ``bins``."""
     n_bins = bins[0] * bins[1] * bins[2]
     dtype = torch.int16 if n_bins <= 32767 else torch.int32
     levels = torch.arange(256, dtype=torch.float32) / 255.0
     lut = torch.empty(1 << 24, dtype=dtype)
-    gb = torch.stack(torch.meshgrid(levels, levels, indexing="ij"), -1).reshape(-1, 2)
-    for r in range(256):  # 256 chunks of 65,536 colours keep the peak memory small
-        rgb = torch.cat([torch.full((gb.shape[0], 1), float(levels[r])), gb], 1)
-        lut[r << 16 : (r + 1) << 16] = colour_bin_index(rgb, bins).to(dtype)
+    g, r = (c.reshape(-1) for c in torch.meshgrid(levels, levels, indexing="ij"))
+    for b in range(256):  # 256 chunks of 65,536 colours keep the peak memory small
+        rgb = torch.stack([r, g, torch.full_like(r, float(levels[b]))], 1)
+        lut[b << 16 : (b + 1) << 16] = colour_bin_index(rgb, bins).to(dtype)
     return lut
+
+
+def pack_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """24-bit codes ``r | g << 8 | b << 16`` (int32) of uint8 RGB in the last dim.
+
+    On little-endian machines each code is one unaligned 4-byte read at the pixel's offset,
+    masked to 3 bytes: a single pass over the frames.
+    """
+    flat = rgb.contiguous().numpy().reshape(-1)
+    n = flat.size // 3
+    if sys.byteorder != "little" or n < 2:
+        r, g, b = (torch.from_numpy(flat[i::3].astype(np.int32)) for i in range(3))
+        return (r | (g << 8) | (b << 16)).view(rgb.shape[:-1])
+    out = np.empty(n, np.uint32)
+    words = np.ndarray((n - 1,), dtype="<u4", buffer=flat, strides=(3,))  # bytes 3i .. 3i+3
+    np.bitwise_and(words, 0xFFFFFF, out=out[:-1])
+    r, g, b = (int(v) for v in flat[-3:])
+    out[-1] = r | (g << 8) | (b << 16)
+    return torch.from_numpy(out.view(np.int32)).view(rgb.shape[:-1])
 
 
 def colour_bin_index_u8(rgb: torch.Tensor, bins: tuple[int, int, int]) -> torch.Tensor:
     """Flat colour-bin index (int32) of uint8 RGB in the last dim, through the look-up table."""
-    code = (rgb.reshape(-1, 3).to(torch.float32) @ _CODE_WEIGHTS).to(torch.int32)  # exact
+    code = pack_rgb(rgb).reshape(-1)
     index = colour_lut(tuple(bins)).index_select(0, code)
     return index.to(torch.int32).view(rgb.shape[:-1])
-
-
-_CODE_WEIGHTS = torch.tensor([65536.0, 256.0, 1.0])
 
 
 def colour_histograms(

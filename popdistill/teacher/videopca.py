@@ -39,6 +39,7 @@ __all__ = [
     "window_spans",
     "resize_frames",
     "background_basis",
+    "centred_gram_u8",
     "foreground_cue",
     "gaussian_blur",
     "centre_prior",
@@ -140,18 +141,46 @@ def background_basis(data: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
     U_k U_k^T D = D E_k E_k^T, the rank-k SVD reconstruction; it is computed in the second
     form, which needs no division by (possibly zero) eigenvalues.
     """
-    gram = (data @ data.T).to(torch.float64)
+    return _top_eigen((data @ data.T).to(torch.float64), k, data.dtype)
+
+
+def _top_eigen(gram: torch.Tensor, k: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     lam, vec = torch.linalg.eigh(gram)
-    k = min(k, data.shape[0])
-    return vec[:, -k:].flip(1).to(data.dtype), lam[-k:].flip(0)
+    k = min(k, gram.shape[0])
+    return vec[:, -k:].flip(1).to(dtype), lam[-k:].flip(0)
+
+
+_INT_MM_COLUMNS = 1 << 17  # int32 sums of (x - 128)^2 stay exact below 2^31 / 128^2 columns
+
+
+def centred_gram_u8(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact Gram matrix (float64) of uint8 rows each centred on its own mean, and the means.
+
+    The rows, shifted to int8 (x - 128) and joined by a row of ones (whose products give the
+    row sums), go through an int8 matmul with int32 accumulation: ~2.5x faster than float32
+    on one core, and exact. Falls back to float64 where ``torch._int_mm`` is unavailable.
+    """
+    t, n = rows.shape
+    shifted = torch.cat([(rows ^ 0x80).view(torch.int8), torch.ones(1, n, dtype=torch.int8)])
+    prod = torch.zeros(t + 1, t + 1, dtype=torch.float64)
+    for c in range(0, n, _INT_MM_COLUMNS):
+        part = shifted[:, c : c + _INT_MM_COLUMNS]
+        try:
+            prod += torch._int_mm(part, part.T)
+        except (AttributeError, RuntimeError, NotImplementedError):
+            part = part.to(torch.float64)
+            prod += part @ part.T
+    sums = prod[:t, t]
+    return prod[:t, :t] - torch.outer(sums, sums) / n, sums / n + 128.0
 
 
 def foreground_cue(frames: torch.Tensor, k: int) -> torch.Tensor:
-    """(T, H, W, 3) frames -> (T, H, W) PCA reconstruction error, min-max over the window."""
+    """(T, H, W, 3) uint8 frames -> (T, H, W) PCA reconstruction error, min-max over the window."""
     t, h, w, _ = frames.shape
-    data = frames.reshape(t, -1).to(torch.float32)
-    data -= data.mean(1, keepdim=True)  # each frame's own scalar mean
-    basis, _ = background_basis(data, k)
+    rows = frames.reshape(t, -1)
+    gram, means = centred_gram_u8(rows)  # each frame's own scalar mean
+    basis, _ = _top_eigen(gram, k, torch.float32)
+    data = rows.to(torch.float32).sub_(means.to(torch.float32)[:, None])
     coeff = basis.T.contiguous() @ data  # k x pixels*3
     for j in range(basis.shape[1]):  # data <- D - D E E^T, in place, one rank-1 update each
         data.addcmul_(basis[:, j : j + 1], coeff[j : j + 1], value=-1.0)
@@ -227,10 +256,15 @@ def _normalise(x: torch.Tensor, scope: str) -> torch.Tensor:
     return (x - lo) * torch.where(span > 0, 1.0 / span.clamp_min(1e-30), 0.0)
 
 
-def _above(x: torch.Tensor, frac: float, scope: str) -> torch.Tensor:
-    """``normalise(x) > frac`` without forming the normalised array."""
+def _above(x: torch.Tensor, frac: float, scope: str) -> np.ndarray:
+    """``normalise(x) > frac`` as a numpy bool array, without forming the normalised array.
+
+    The comparison runs in numpy (several times faster than torch's for a bool result); a
+    constant frame (or window) gets an infinite threshold.
+    """
     lo, hi = _range(x, scope)
-    return (x > lo + frac * (hi - lo)) & (hi > lo)
+    thr = torch.where(hi > lo, lo + frac * (hi - lo), torch.inf)
+    return x.numpy() > thr.numpy()
 
 
 # ----------------------------------------------------------------------------- one window
@@ -263,7 +297,7 @@ def _window_masks(
     blurred = gaussian_blur(cue, cfg.blur_sigma, cfg.blur_truncate)
     clock("blur")
     prior = centre_prior(h, w, cfg.prior_sigma_frac)
-    foreground = _above(blurred.mul_(prior), cfg.fg_threshold, cfg.norm_scope)
+    foreground = torch.from_numpy(_above(blurred.mul_(prior), cfg.fg_threshold, cfg.norm_scope))
     clock("rough_split")
     if cfg.colour_lut:
         index = colour_bin_index_u8(frames, cfg.bins)
@@ -274,11 +308,8 @@ def _window_masks(
     score = colour_scores(index, foreground, n_bins, cfg.bg_smoothing, cfg.hist_normalise)
     clock("colour_hist")
     weighted = score * prior
-    lo, hi = _range(weighted, cfg.norm_scope)
-    span = hi - lo
-    valid = (hi > lo).numpy() if cfg.norm_scope == "frame" else bool(hi > lo)
-    high = (weighted > lo + cfg.hysteresis_high * span).numpy() & valid
-    low = (weighted > lo + cfg.hysteresis_low * span).numpy() & valid
+    high = _above(weighted, cfg.hysteresis_high, cfg.norm_scope)
+    low = _above(weighted, cfg.hysteresis_low, cfg.norm_scope)
     support = torch.from_numpy(hysteresis(high, low))
     clock("hysteresis")
     masks = _normalise(score.mul_(support), cfg.norm_scope)

@@ -122,7 +122,7 @@ def test_perfect_parquet_store_and_centre_baseline(davis, tmp_path, capsys):
     o = report["methods"]["store"]["overall"]
     assert (o["J"], o["P"], o["CorLoc"], o["MAE"], o["F_max"]) == (1.0, 1.0, 1.0, 0.0, 1.0)
     assert o["frames"] == 4 and report["methods"]["store"]["skipped"] == []
-    assert report["mask_store"]["masks"] == 4
+    assert report["mask_stores"]["store"]["masks"] == 4
     centre = report["methods"]["centre"]["overall"]
     assert 0 < centre["J"] < 1 and centre["frames"] == 4
     assert "centre" in capsys.readouterr().out

@@ -103,3 +103,20 @@ def test_teacher_resume_does_not_redo_finished_videos(ray_session, corpus, tmp_p
     assert second["frames_this_run"] == 12
     assert marker.stat().st_mtime_ns == mtime
     assert len(_store_rows(second["store"])) == 35
+
+
+def test_teacher_on_video_folder_with_a_corrupt_video(ray_session, tmp_path):
+    from tests.data.fixtures import write_garbage, write_video
+
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", 10, 64, 64, moving=True)
+    write_video(videos / "b.mp4", 12, 64, 64, moving=True)
+    write_garbage(videos / "broken.mp4")
+    cfg = _cfg(videos, tmp_path / "run", format="video_folder", evaluate=False)
+    report = run_teacher(cfg, log=lambda *_: None)
+    rows = _store_rows(report["store"])
+    # Every frame of the good videos is stored; the broken one is reported by path.
+    assert sorted({r["video"] for r in rows}) == ["a", "b"]
+    assert len(rows) == 22
+    assert any(Path(s["path"]).name == "broken.mp4" for s in report["skipped"])
+    assert report["videos"]["done"] == 2

@@ -153,6 +153,15 @@ def test_bin_indices_hand_computed():
     assert colour.colour_bin_index_u8(rgb.to(torch.uint8), bins).tolist() == expected
 
 
+def test_pack_rgb_codes():
+    rng = np.random.default_rng(7)
+    rgb = torch.from_numpy(rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8))
+    expected = rgb[..., 0].int() | (rgb[..., 1].int() << 8) | (rgb[..., 2].int() << 16)
+    assert torch.equal(colour.pack_rgb(rgb), expected)
+    assert torch.equal(colour.pack_rgb(rgb[:, ::2]), expected[:, ::2])  # non-contiguous input
+    assert colour.pack_rgb(torch.tensor([[1, 2, 3]], dtype=torch.uint8)).tolist() == [0x030201]
+
+
 def test_lookup_table_matches_arithmetic():
     rng = np.random.default_rng(4)
     rgb = torch.from_numpy(rng.integers(0, 256, (20000, 3), dtype=np.uint8))

@@ -1,0 +1,84 @@
+"""``popdistill ui``: the MLflow UI on a run directory's tracking store, bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from popdistill.errors import UserError
+
+HELP = "open the MLflow UI on a run directory's tracking store (http://127.0.0.1:PORT)"
+DESCRIPTION = """\
+Start the MLflow UI on RUN_DIR/mlflow.db (the default tracking store of a pipeline run;
+artifacts are read from RUN_DIR/mlartifacts). The server listens on 127.0.0.1 only; stop it
+with Ctrl-C. On a cluster the tracking server runs on the head node instead: see
+docs/cluster.md.
+
+Example:
+  popdistill ui runs/quickstart --port 5000
+"""
+
+HOST = "127.0.0.1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding mlflow.db")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
+
+
+def ui_command(run_dir: str | os.PathLike, port: int) -> list[str]:
+    """The ``mlflow ui`` command line for ``run_dir`` (raises UserError without mlflow.db)."""
+    from popdistill.tracking import default_tracking_uri
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "mlflow.db").is_file():
+        raise UserError(f"{run_dir}: no mlflow.db here (not a run directory with tracking on?)")
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", default_tracking_uri(run_dir),
+        "--artifacts-destination", str((run_dir / "mlartifacts").resolve()),
+        "--host", HOST, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+
+
+def _check_port(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError as exc:
+            raise UserError(f"--port {port}: {HOST}:{port} is in use ({exc.strerror})") from exc
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop
+
+
+def main(args: argparse.Namespace) -> int:
+    cmd = ui_command(args.run_dir, args.port)
+    _check_port(args.port)
+    print(f"MLflow UI for {args.run_dir}: http://{HOST}:{args.port}/  (Ctrl-C to stop)", flush=True)
+    # Own process group, so stopping reaches the server's worker processes too.
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        return proc.wait()
+    except (KeyboardInterrupt, _Stop):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,243 @@
+"""The Ray Train loop of one student: ``train_loop_per_worker(config)`` (Train V2).
+
+Read top to bottom: unpack the config, build the student, resume from the latest checkpoint
+if there is one, then per epoch ``train_epoch`` -> ``validate_epoch`` -> ``ray.train.report``
+(rank 0 attaches a checkpoint: the unwrapped model, the optimiser, the step, the epoch, the
+metric history and the config that built it). Only three Ray calls do the work:
+``get_dataset_shard``, ``prepare_model`` and ``report``; the epoch helpers are plain torch and
+are tested without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from popdistill.evaluate.metrics import binarize, jaccard, pixel_accuracy, resize_mask
+from popdistill.train.config import AugmentSizes
+from popdistill.train.data import decode_gt_masks, decode_soft_masks, eval_images, stack_resized, training_batch
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "LOSSES",
+    "train_epoch",
+    "validate_epoch",
+    "train_loop_per_worker",
+]
+
+CHECKPOINT_FILE = "model.pt"
+TRAIN_COLUMNS = ["image", "height", "width", "mask", "mask_height", "mask_width"]
+VAL_COLUMNS = [*TRAIN_COLUMNS, "gt_mask"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _bce(pred: Tensor, target: Tensor) -> Tensor:
+    return F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target)
+
+
+LOSSES: dict[str, LossFn] = {"mse": F.mse_loss, "bce": _bce}
+
+
+def _all_reduce(values: list[float], device: torch.device) -> list[float]:
+    """Sums over all workers (a no-op without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Mapping[str, Any]],
+    sizes: AugmentSizes,
+    loss_fn: LossFn,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[float, int, int]:
+    """One pass over ``batches``; returns (summed loss x items, items, optimiser steps) on
+    this worker."""
+    model.train()
+    total, items, steps = 0.0, 0, 0
+    for batch in batches:
+        images, targets = training_batch(batch, sizes, generator)
+        images, targets = images.to(device), targets.to(device)
+        loss = loss_fn(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(images)
+        items += len(images)
+        steps += 1
+    return total, items, steps
+
+
+def validate_epoch(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    input_size: int,
+    output_size: int,
+    loss_fn: LossFn,
+    device: torch.device,
+) -> dict[str, float]:
+    """Sums over this worker's validation rows: loss to the teacher mask (``loss``, ``n``) and,
+    on frames with ground truth, P and J of the mask binarised at 0.5 at the frame's size
+    (``p``, ``j``, ``n_gt``)."""
+    sums = {"loss": 0.0, "n": 0.0, "p": 0.0, "j": 0.0, "n_gt": 0.0}
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            pred = model(eval_images(batch, input_size).to(device)).float().cpu()
+            if batch["mask"] is not None and all(m is not None for m in batch["mask"]):
+                target = stack_resized(decode_soft_masks(batch), output_size)
+                sums["loss"] += float(loss_fn(pred, target)) * len(pred)
+                sums["n"] += len(pred)
+            for soft, gt in zip(pred[:, 0].numpy(), decode_gt_masks(batch)):
+                if gt is None:
+                    continue
+                binary = binarize(resize_mask(soft, gt.shape))
+                sums["p"] += pixel_accuracy(binary, gt)
+                sums["j"] += jaccard(binary, gt)
+                sums["n_gt"] += 1
+    model.train()
+    return sums
+
+
+def _val_metrics(sums: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if sums["n"]:
+        out["val_loss"] = sums["loss"] / sums["n"]
+    if sums["n_gt"]:
+        out["val_p"], out["val_j"] = sums["p"] / sums["n_gt"], sums["j"] / sums["n_gt"]
+        out["val_frames"] = sums["n_gt"]
+    return out
+
+
+def _maybe_fail(cfg, epoch: int) -> None:
+    """Test-only fault injection: the worker process dies once at ``fault_epoch``."""
+    if cfg.fault_epoch is None or epoch != cfg.fault_epoch or not cfg.fault_marker:
+        return
+    marker = Path(cfg.fault_marker)
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"worker died at epoch {epoch}\n")
+    os._exit(1)
+
+
+def _restore(checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load model and optimiser state from a Ray checkpoint; returns the stored run state."""
+    from popdistill.students.checkpoint import load_checkpoint
+
+    with checkpoint.as_directory() as d:
+        saved, payload = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+    model.load_state_dict(saved.state_dict())
+    if payload["optimizer"] is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    state = dict(payload["config"])
+    state["step"] = payload["step"]
+    return state
+
+
+def train_loop_per_worker(config: dict) -> dict[str, Any]:
+    """Ray Train entry: ``config = {"train": TrainConfig as a dict, "has_val": bool}``.
+
+    Returns (rank 0's value becomes ``Result.return_value``) the metric history, the epoch this
+    attempt started at, the attempt number and wall-clock start / end times.
+    """
+    import ray.train
+    import ray.train.torch
+
+    from popdistill.config import load, to_dict
+    from popdistill.students import create_student
+    from popdistill.students.checkpoint import save_checkpoint
+    from popdistill.train.config import TrainConfig, resolve_batch_size, resolve_sizes
+
+    started = time.time()
+    cfg = load(TrainConfig, config["train"])
+    has_val = bool(config.get("has_val"))
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cfg.torch_threads))
+    torch.manual_seed(cfg.seed)
+
+    model = create_student(cfg.student, **cfg.model)
+    input_size, output_size = model.input_size, model.output_size
+    sizes = resolve_sizes(cfg.augment, input_size, output_size)
+    batch_size = resolve_batch_size(cfg.batch_size, input_size, output_size)
+    loss_fn = LOSSES[cfg.loss]
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    start_epoch, step, history, attempt = 0, 0, [], 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        state = _restore(checkpoint, model, optimizer)
+        start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+        history, attempt = list(state["history"]), int(state.get("attempt", 0)) + 1
+    model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when > 1 worker
+    raw_model = model.module if hasattr(model, "module") else model
+    for group_state in optimizer.state.values():  # a restored optimiser follows the model
+        for k, v in group_state.items():
+            if isinstance(v, Tensor):
+                group_state[k] = v.to(device)
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val") if has_val else None
+    plain_cfg = to_dict(cfg)
+    for epoch in range(start_epoch, cfg.epochs):
+        _maybe_fail(cfg, epoch)
+        t0 = time.perf_counter()
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1_009 + rank)
+        batches = train_shard.iter_batches(
+            batch_size=batch_size,
+            batch_format="numpy",
+            local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+            local_shuffle_seed=(cfg.seed * 100_003 + epoch * 1_009 + rank) if cfg.shuffle_buffer else None,
+        )
+        loss_sum, items, steps = train_epoch(model, optimizer, batches, sizes, loss_fn, generator, device)
+        loss_sum, items = _all_reduce([loss_sum, float(items)], device)
+        step += steps
+        metrics: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(items, 1.0),
+                                   "train_frames": items, "attempt": attempt}
+        if val_shard is not None:
+            sums = validate_epoch(model, val_shard.iter_batches(batch_size=cfg.val_batch_size, batch_format="numpy"),
+                                  input_size, output_size, loss_fn, device)
+            keys = list(sums)
+            metrics.update(_val_metrics(dict(zip(keys, _all_reduce([sums[k] for k in keys], device)))))
+        metrics["epoch_seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        last = epoch == cfg.epochs - 1
+        if rank == 0 and (last or (epoch + 1) % cfg.checkpoint_every == 0):
+            with tempfile.TemporaryDirectory() as d:
+                state = {"train": plain_cfg, "epoch": epoch, "history": history, "attempt": attempt}
+                save_checkpoint(Path(d) / CHECKPOINT_FILE, raw_model, optimizer, step, state)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
+                                 checkpoint_dir_name=f"epoch-{epoch:04d}")
+        else:
+            ray.train.report(metrics)
+    return {"history": history, "start_epoch": start_epoch, "attempt": attempt,
+            "started": started, "finished": time.time(), "pid": os.getpid(),
+            "input_size": input_size, "output_size": output_size, "batch_size": batch_size,
+            "sizes": {"resize": sizes.resize, "crop": sizes.crop, "label": sizes.label}}
+
+
+def centre_prior_j(gts: Iterable[np.ndarray]) -> float:
+    """Mean J of the centre prior (binarised at 0.5) over ground-truth masks: the bar to beat."""
+    from popdistill.evaluate.baselines import centre_prior
+
+    js = [jaccard(binarize(centre_prior(*gt.shape)), gt) for gt in gts]
+    return float(np.mean(js)) if js else float("nan")
