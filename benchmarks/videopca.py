@@ -39,7 +39,9 @@ def synthetic_video(frames: int, size: int, seed: int = 0) -> np.ndarray:
     cy = size / 2 + size / 5 * np.sin(2 * np.pi * t / 90)
     cx = size / 2 + size / 4 * np.cos(2 * np.pi * t / 130)
     yy, xx = np.mgrid[:size, :size]
-    disc = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2 < (size / 8) ** 2
+    disc = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2 < (
+        size / 8
+    ) ** 2
     shade = 200 + 40 * rng.random((frames, size, size))
     video[disc] = np.stack([shade[disc], 0.3 * shade[disc], 0.2 * shade[disc]], -1)
     return np.ascontiguousarray(np.clip(video, 0, 255).astype(np.uint8))
@@ -52,7 +54,9 @@ def world_video(frames: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--size", type=int, default=128, help="VideoPCA working size (px)")
     p.add_argument("--input-size", type=int, help="frame size before resizing (default: --size)")
     p.add_argument("--frames", type=int, default=512, help="video length")
@@ -69,7 +73,9 @@ def main() -> None:
     size_in = args.input_size or args.size
     make = world_video if args.source == "world" else synthetic_video
     frames = make(args.frames, size_in)
-    cfg = VideoPCAConfig(size=args.size, window=args.window, stride=args.stride, colour_lut=not args.no_lut)
+    cfg = VideoPCAConfig(
+        size=args.size, window=args.window, stride=args.stride, colour_lut=not args.no_lut
+    )
     videopca_video(frames, cfg)  # warm-up: look-up table, blur matrices, allocator
 
     runs = []
@@ -82,8 +88,10 @@ def main() -> None:
     median = statistics.median(r[0] for r in runs)
     best_cpu = min(r[2] for r in runs)
     n = len(frames)
-    print(f"VideoPCA {args.source} video: {n} frames {size_in}px -> {args.size}px, window {args.window}, "
-          f"torch threads {args.threads}")
+    print(
+        f"VideoPCA {args.source} video: {n} frames {size_in}px -> {args.size}px, window {args.window}, "
+        f"torch threads {args.threads}"
+    )
     print(f"frames/s (wall): best {n / best:,.0f}, median {n / median:,.0f} ({args.repeats} runs)")
     print(f"frames/s per CPU-second of this process: best {n / best_cpu:,.0f}")
     timings["other"] = best - sum(timings.values())

@@ -91,10 +91,11 @@ def colour_lut(bins: tuple[int, int, int]) -> torch.Tensor:
     dtype = torch.int16 if n_bins <= 32767 else torch.int32
     levels = torch.arange(256, dtype=torch.float32) / 255.0
     lut = torch.empty(1 << 24, dtype=dtype)
-    g, r = (c.reshape(-1) for c in torch.meshgrid(levels, levels, indexing="ij"))
-    for b in range(256):  # 256 chunks of 65,536 colours keep the peak memory small
-        rgb = torch.stack([r, g, torch.full_like(r, float(levels[b]))], 1)
-        lut[b << 16 : (b + 1) << 16] = colour_bin_index(rgb, bins).to(dtype)
+    g, r = (c.reshape(1, -1) for c in torch.meshgrid(levels, levels, indexing="ij"))
+    for b0 in range(0, 256, 16):  # 16 chunks of 2^20 colours: bounded memory, few torch calls
+        b = levels[b0 : b0 + 16, None].expand(-1, r.shape[1])
+        rgb = torch.stack([r.expand_as(b), g.expand_as(b), b], -1).reshape(-1, 3)
+        lut[b0 << 16 : (b0 + 16) << 16] = colour_bin_index(rgb, bins).to(dtype)
     return lut
 
 
@@ -128,7 +129,7 @@ def colour_histograms(
     index: torch.Tensor, foreground: torch.Tensor, n_bins: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(foreground, background) bin counts of ``index`` split by the boolean ``foreground``."""
-    joint = index.reshape(-1) + foreground.reshape(-1).to(index.dtype) * n_bins
+    joint = foreground.reshape(-1).to(index.dtype).mul_(n_bins).add_(index.reshape(-1))
     counts = torch.bincount(joint, minlength=2 * n_bins)
     return counts[n_bins:], counts[:n_bins]
 

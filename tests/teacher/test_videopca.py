@@ -19,6 +19,7 @@ from popdistill.teacher.videopca import (
     VideoPCAConfig,
     background_basis,
     centre_prior,
+    centred_gram_u8,
     foreground_cue,
     gaussian_blur,
     hysteresis,
@@ -106,6 +107,22 @@ def test_reconstruction_equals_rank_k_svd():
     assert torch.allclose(pix @ (pix.T @ data.T.double()), svd_recon, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["int8", "chunked", "fallback"])
+def test_centred_gram_u8_is_exact(mode, monkeypatch):
+    from popdistill.teacher import videopca
+
+    if mode == "chunked":
+        monkeypatch.setattr(videopca, "_INT_MM_COLUMNS", 7)
+    if mode == "fallback":
+        monkeypatch.delattr(torch, "_int_mm")  # float64 path
+    rng = np.random.default_rng(8)
+    rows = rng.integers(0, 256, (6, 50), dtype=np.uint8)
+    gram, means = centred_gram_u8(torch.from_numpy(rows))
+    centred = rows - rows.mean(1, keepdims=True)
+    np.testing.assert_allclose(gram.numpy(), centred @ centred.T, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(means.numpy(), rows.mean(1), rtol=1e-12)
+
+
 def test_foreground_cue_is_reconstruction_error_norm():
     rng = np.random.default_rng(1)
     frames = torch.from_numpy(rng.integers(0, 256, (7, 5, 6, 3), dtype=np.uint8))
@@ -124,8 +141,19 @@ def test_foreground_cue_is_reconstruction_error_norm():
 def test_hsv_matches_skimage():
     rng = np.random.default_rng(2)
     rgb = rng.integers(0, 256, (4000, 3)).astype(np.float64)
-    special = [[0, 0, 0], [255, 255, 255], [90, 90, 90], [255, 0, 0], [0, 255, 0], [0, 0, 255],
-               [255, 255, 0], [0, 255, 255], [255, 0, 255], [10, 200, 200], [200, 10, 200]]
+    special = [
+        [0, 0, 0],
+        [255, 255, 255],
+        [90, 90, 90],
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+        [255, 255, 0],
+        [0, 255, 255],
+        [255, 0, 255],
+        [10, 200, 200],
+        [200, 10, 200],
+    ]
     rgb = np.concatenate([rgb, special]) / 255.0
     ours = colour.rgb_to_hsv(torch.from_numpy(rgb).float()).double().numpy()
     ref = rgb2hsv(rgb[None])[0]
@@ -138,7 +166,9 @@ def test_chroma_coordinates_follow_hsv_formula():
     rng = np.random.default_rng(3)
     rgb = rng.random((2000, 3))
     h, s, v = rgb2hsv(rgb[None])[0].T
-    expected = np.stack([(s * np.cos(2 * np.pi * h) + 1) / 2, (s * np.sin(2 * np.pi * h) + 1) / 2, v], 1)
+    expected = np.stack(
+        [(s * np.cos(2 * np.pi * h) + 1) / 2, (s * np.sin(2 * np.pi * h) + 1) / 2, v], 1
+    )
     ours = colour.chroma_coordinates(torch.from_numpy(rgb).float()).numpy()
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 

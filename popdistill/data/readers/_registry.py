@@ -44,7 +44,11 @@ class VideoRef:
 
 
 class Reader:
-    """Base class: subclasses implement ``list_videos`` and ``iter_frames``."""
+    """Base class: subclasses implement ``list_videos`` and ``iter_frames``.
+
+    Options every reader takes: ``repeat`` (list the corpus N times, for soak tests and
+    benchmarks), ``dataset_name`` (the ``dataset`` field of the records, where supported).
+    """
 
     name: str = ""
 
@@ -71,13 +75,26 @@ class Reader:
         refs = self.list_videos()
         if not refs:
             self.skip(self.root, f"no videos found in the {self.name} layout")
+        repeat = int(self.options.get("repeat", 1))
+        if repeat > 1:
+            # Soak and benchmark runs: the corpus N times, each copy a video of its own.
+            refs = [
+                VideoRef(f"{r.video}~{i}", r.path, {**r.meta, "repeat_of": r.video})
+                for i in range(repeat)
+                for r in refs
+            ]
         return refs
 
     def read_video(self, ref: VideoRef, on_skip: SkipFn | None = None) -> Iterator[FrameRecord]:
         """Yield the frames of one video; a failure mid-video is reported, never raised."""
         on_skip = on_skip or self.skipped.append
+        original = ref.meta.get("repeat_of")
+        source = VideoRef(original, ref.path, ref.meta) if original else ref
         try:
-            yield from self.iter_frames(ref, on_skip)
+            for record in self.iter_frames(source, on_skip):
+                if original:
+                    record.video = ref.video
+                yield record
         except Exception as exc:  # noqa: BLE001 - any decode failure is reported by path
             self.skip(ref.path, f"{type(exc).__name__}: {exc}", on_skip)
 
