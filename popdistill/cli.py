@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "teacher": "popdistill.teacher.cli",
     "ui": "popdistill.tracking_cli",
     "predict": "popdistill.students.predict_cli",
+    "train": "popdistill.train.cli",
 }
 
 

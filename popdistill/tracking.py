@@ -158,9 +158,10 @@ def generation_figure(series: Mapping[str, Mapping[int, float]], metric: str = "
     return fig
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, short: bool = True) -> str:
     if isinstance(value, float | np.floating):
-        return "" if not math.isfinite(value) else f"{float(value):.4g}"
+        value = float(value)
+        return "" if not math.isfinite(value) else f"{value:.4g}" if short else repr(value)
     return "" if value is None else str(value)
 
 
@@ -169,16 +170,16 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def table_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows (dicts) as CSV text; columns in first-seen order, missing cells empty."""
+    """Rows (dicts) as CSV text (full precision); columns in first-seen order, gaps empty."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_columns(rows), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    writer.writerows({k: _cell(v, short=False) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
 def table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows (dicts) as a GitHub markdown table."""
+    """Rows (dicts) as a GitHub markdown table (floats to 4 significant digits)."""
     cols = _columns(rows)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in cols) + " |" for row in rows]

@@ -48,6 +48,7 @@ def ui_command(run_dir: str | os.PathLike, port: int) -> list[str]:
 
 def _check_port(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
         try:
             s.bind((HOST, port))
         except OSError as exc:

@@ -30,7 +30,7 @@ from popdistill.data.readers import VideoRef, create_reader
 from popdistill.data.schema import FrameRecord, Skipped
 from popdistill.errors import UserError
 from popdistill.storage import RunPath, safe_name
-from popdistill.students.base import StudentNet, resize_images, to_float_images
+from popdistill.students.base import StudentNet, parameter_count, resize_images, to_float_images
 from popdistill.students.checkpoint import load_checkpoint
 from popdistill.teacher import sink
 from popdistill.teacher.chunks import chunk_records, iter_chunks
@@ -122,8 +122,6 @@ def predict_records(
 
 def checkpoint_info(path: str | Path) -> dict[str, Any]:
     """Load a student checkpoint (weights only: no arbitrary unpickling) and describe it."""
-    from popdistill.students.base import parameter_count
-
     model, payload = load_checkpoint(path)
     if payload["kind"] != "student":
         raise UserError(f"{path}: a {payload['kind']} checkpoint, not a student segmenter")

@@ -78,8 +78,9 @@ def iter_chunks(
         pending, current = current, []
     final = pending if pending is not None else current
     if len(final) < min_frames:
-        skipped.append(
-            Skipped(ref.path, f"video has {len(final)} readable frames; the teacher needs at least {min_frames}")
-        )
+        if final or not skipped:  # an unreadable video was already reported by the reader
+            skipped.append(
+                Skipped(ref.path, f"video has {len(final)} readable frame(s); at least {min_frames} needed")
+            )
         final = []
     yield _row(ref, index, final, skipped, last=True)

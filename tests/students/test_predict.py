@@ -18,7 +18,7 @@ from PIL import Image
 from popdistill import cli
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord
-from popdistill.students import create_student, save_checkpoint
+from popdistill.students import create_evalseg, create_student, save_checkpoint
 from popdistill.students.predict import StudentPredictor, predict_records
 from popdistill.teacher.chunks import iter_chunks
 
@@ -199,6 +199,12 @@ def test_checkpoint_needing_arbitrary_unpickling_is_refused(davis, tmp_path, cap
     assert rc == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+def test_a_checkpoint_that_is_not_a_student_is_refused(davis, tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "evalseg.pt", create_evalseg("evalseg_tiny"))
+    rc = cli.main(["predict", "--checkpoint", str(path), "--data", str(davis), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "not a student segmenter" in capsys.readouterr().err
 
 
 # -- the GPU benchmark -------------------------------------------------------------------------
