@@ -69,11 +69,13 @@ def resolve_sizes(aug: AugmentConfig, input_size: int, output_size: int) -> Augm
 
     A model whose output is smaller than its input (LowRes-Net) gets the LowRes-Net ratio
     160/128, a full-resolution one (the U-Nets) 310/256: 128 -> 160 and 256 -> 310 exactly,
-    64 -> 80 / 77 for the tiny variants.
+    64 -> 80 / 78 for the tiny variants.
     """
     crop = aug.crop or input_size
     label = aug.label or output_size
-    ratio = aug.resize_ratio or (REDUCED_OUTPUT_RATIO if output_size < input_size else FULL_OUTPUT_RATIO)
+    ratio = aug.resize_ratio or (
+        REDUCED_OUTPUT_RATIO if output_size < input_size else FULL_OUTPUT_RATIO
+    )
     resize = aug.resize or int(round(crop * ratio))
     if resize < crop:
         raise UserError(f"augment.resize: {resize} is smaller than the crop {crop}")
@@ -115,7 +117,8 @@ class TrainConfig:
     # Scaling: per-worker CPUs (0.9 lets two runs share a 2-CPU machine with their drivers),
     # CPUs of each population trial's driver, CPUs of each Ray Data read task.
     num_workers: int = 1
-    use_gpu: bool | None = None  # None: one GPU per worker when the cluster has GPUs
+    use_gpu: bool | None = None  # None: use GPUs when the cluster has them
+    gpus_per_worker: float = 1.0  # < 1 lets several students share one GPU
     cpus_per_worker: float = 0.9
     driver_cpus: float = 0.01
     data_cpus: float = 0.05
@@ -154,23 +157,29 @@ class TrainConfig:
             raise UserError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
         if self.cpus_per_worker < 0 or self.driver_cpus < 0 or self.data_cpus < 0:
             raise UserError("cpus_per_worker, driver_cpus, data_cpus: must be >= 0")
+        if self.gpus_per_worker <= 0:
+            raise UserError(f"gpus_per_worker: must be positive, got {self.gpus_per_worker}")
         if "/" in self.run_name or not self.run_name:
             raise UserError(f"name: {self.run_name!r} is not a valid run name")
 
 
 @dataclass
 class PopulationConfig:
-    """A population: the shared ``train`` settings, the students, per-student model kwargs."""
+    """A population: the shared ``train`` settings, the students, per-student model kwargs
+    and how many runs may train at once."""
 
     train: TrainConfig
     students: list[str] = field(default_factory=lambda: list(DEFAULT_STUDENTS))
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_concurrent: int | None = None  # runs at once; None: as many as the cluster fits
 
     def validate(self) -> None:
         if not self.students:
             raise UserError("students: at least one student is needed")
         if len(set(self.students)) != len(self.students):
             raise UserError(f"students: duplicate names in {self.students}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise UserError(f"max_concurrent: must be >= 1, got {self.max_concurrent}")
         unknown = sorted(set(self.models) - set(self.students))
         if unknown:
             raise UserError(f"models: {unknown[0]!r} is not one of the students")
@@ -178,6 +187,8 @@ class PopulationConfig:
     def configs(self) -> list[TrainConfig]:
         """One TrainConfig per student, named after it."""
         return [
-            replace(self.train, student=s, name=s, model={**self.train.model, **self.models.get(s, {})})
+            replace(
+                self.train, student=s, name=s, model={**self.train.model, **self.models.get(s, {})}
+            )
             for s in self.students
         ]

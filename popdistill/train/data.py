@@ -56,7 +56,9 @@ def decode_gt_masks(batch: Mapping[str, Any]) -> list[np.ndarray | None]:
         return [None] * len(batch["height"])
     out: list[np.ndarray | None] = []
     for data, h, w in zip(batch["gt_mask"], batch["height"], batch["width"]):
-        out.append(None if data is None else np.frombuffer(data, np.uint8).reshape(int(h), int(w)) > 0)
+        out.append(
+            None if data is None else np.frombuffer(data, np.uint8).reshape(int(h), int(w)) > 0
+        )
     return out
 
 
@@ -109,7 +111,8 @@ def augment_pairs(
 def training_batch(
     batch: Mapping[str, Any], sizes: AugmentSizes, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """A store batch as augmented (images B x 3 x crop x crop, target masks B x 1 x label x label)."""
+    """A store batch as augmented images (B x 3 x crop x crop) and target masks
+    (B x 1 x label x label)."""
     images = stack_resized(decode_images(batch), sizes.resize)
     masks = stack_resized(decode_soft_masks(batch), sizes.resize).clamp_(0.0, 1.0)
     return augment_pairs(images, masks, sizes, generator)

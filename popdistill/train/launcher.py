@@ -9,9 +9,11 @@ concurrently: a Ray Tune grid over a tiny driver function (``tune.with_resources
 Train V2 form (the legacy ``Tuner(TorchTrainer)`` form is not supported by Train V2).
 
 Resources: each worker asks for ``cpus_per_worker`` CPUs (0.9 by default, so two runs and
-their drivers fit a 2-CPU machine) and, when the cluster has GPUs (``use_gpu`` None), one GPU.
-Ray Data read tasks ask for ``data_cpus`` only: with whole CPUs they could never be placed
-beside the training workers and the run would wait forever.
+their drivers fit a 2-CPU machine) and, when the cluster has GPUs (``use_gpu`` None),
+``gpus_per_worker`` GPUs (one by default). Tune starts only as many runs as fit at once
+(:func:`concurrent_runs`). Ray Data read tasks ask for ``data_cpus`` only: a task that needs a
+whole CPU can never be placed beside two training workers on 2 CPUs, and the runs would wait
+for their data forever, silently (see :func:`read_store`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ __all__ = [
     "cluster_has_gpus",
     "store_megabytes",
     "read_store",
+    "scaling_config",
+    "run_config",
     "build_trainer",
     "train_student",
+    "concurrent_runs",
     "train_population",
 ]
 
@@ -54,36 +59,77 @@ def store_megabytes(store: str) -> float:
     return sum(root.fs.get_file_info(f).size or 0 for f in root.files(".parquet")) / 1e6
 
 
-def read_store(store: str, columns: list[str], data_cpus: float, shuffle: bool, cache_mb: float = 0.0):
+def _read_files(batch: dict, store: str, columns: list[str], rows_per_block: int):
+    """Ray Data batch function: the Parquet files named in ``batch["path"]``, in blocks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs = RunPath.of(store).fs
+    for path in batch["path"]:
+        with fs.open_input_file(str(path)) as f:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=rows_per_block, columns=columns):
+                yield pa.Table.from_batches([rb])
+
+
+def read_store(
+    store: str,
+    columns: list[str],
+    data_cpus: float,
+    shuffle: bool,
+    cache_mb: float = 0.0,
+    rows_per_block: int = 256,
+):
     """A Ray Dataset over every Parquet file below ``store`` (local path or URI).
 
-    A store of at most ``cache_mb`` MB on disk is read once into the object store
-    (materialised): every later epoch then iterates memory instead of re-reading the files,
-    which on a small store is most of an epoch's time. Larger stores stream every epoch.
+    A store of at most ``cache_mb`` MB on disk is read once by the driver into the object
+    store: every epoch then iterates memory, with no read tasks to start (on a small store,
+    re-reading the files is most of an epoch's time). Larger stores stream from storage every
+    epoch, one read task of ``data_cpus`` CPUs per file. ``ray.data.read_parquet`` is not used
+    for them: in Ray 2.60 it starts with a file-listing task that asks for a whole CPU, which
+    never fits beside the training workers of a population (2 x 0.9 CPU on 2 CPUs), so the
+    runs would wait for their data forever.
     """
+    import pyarrow.parquet as pq
     import ray
 
     root = RunPath.of(store)
     files = root.files(".parquet")
     if not files:
         raise UserError(f"{store}: no Parquet files (expected a pseudo-label store)")
-    ds = ray.data.read_parquet(files, filesystem=root.fs, columns=columns,
-                               ray_remote_args={"num_cpus": data_cpus})
     if store_megabytes(store) <= cache_mb:
-        ds = ds.materialize()
+        ds = ray.data.from_arrow(
+            [pq.read_table(f, filesystem=root.fs, columns=columns) for f in files]
+        )
+    else:
+        ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
+        ds = ds.map_batches(
+            _read_files,
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=data_cpus,
+            fn_kwargs={"store": root.uri, "columns": columns, "rows_per_block": rows_per_block},
+        )
     return ds.randomize_block_order() if shuffle else ds
 
 
-def build_trainer(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
-    """The ``TorchTrainer`` of one student run, every Ray config spelled out."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+def scaling_config(cfg: TrainConfig, has_gpus: bool):
+    """Workers of one run: ``cpus_per_worker`` CPUs each, plus ``gpus_per_worker`` (one by
+    default) when ``use_gpu`` is true, or is None (auto) and the cluster has GPUs."""
+    from ray.train import ScalingConfig
 
-    use_gpu = cluster_has_gpus() if cfg.use_gpu is None else cfg.use_gpu
-    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources)
+    use_gpu = has_gpus if cfg.use_gpu is None else cfg.use_gpu
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
+    return ScalingConfig(
+        num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources
+    )
+
+
+def run_config(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
+    """The run ``RUN_DIR/train/<run_name>``: checkpoints kept, worker-group restarts allowed."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
     root = train_root(cfg.out)
-    run = RunConfig(
+    return RunConfig(
         name=cfg.run_name,
         storage_path=root.path,
         storage_filesystem=None if root.is_local else root.fs,
@@ -91,15 +137,25 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
         failure_config=FailureConfig(max_failures=cfg.max_failures),
         callbacks=list(callbacks),
     )
+
+
+def build_trainer(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
+    """The ``TorchTrainer`` of one student run, every Ray config spelled out."""
+    from ray.train import DataConfig
+    from ray.train.torch import TorchTrainer
+
     datasets = {"train": read_store(cfg.store, TRAIN_COLUMNS, cfg.data_cpus, True, cfg.cache_mb)}
     if cfg.val_store:
         datasets["val"] = read_store(cfg.val_store, VAL_COLUMNS, cfg.data_cpus, False, cfg.cache_mb)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": to_dict(cfg), "has_val": "val" in datasets},
-        scaling_config=scaling,
-        run_config=run,
+        scaling_config=scaling_config(cfg, cluster_has_gpus()),
+        run_config=run_config(cfg, callbacks),
         datasets=datasets,
+        # Only the training set is split between workers (equal shares, so every worker takes
+        # the same number of steps); rank 0 validates on the whole validation set.
+        dataset_config=DataConfig(datasets_to_split=["train"]),
     )
 
 
@@ -131,6 +187,7 @@ def train_student(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, 
         "wall_seconds": time.time() - t0,
         "sizes": value.get("sizes"),
         "batch_size": value.get("batch_size"),
+        "device": value.get("device"),
         "config": to_dict(cfg),
     }
     (root / f"{cfg.run_name}.json").write_json(summary)
@@ -144,15 +201,35 @@ def _population_trial(config: dict) -> None:
 
     summary = train_student(load(TrainConfig, config["train"]), callbacks=[TuneReportCallback()])
     final = {k: v for k, v in summary["metrics"].items() if isinstance(v, int | float)}
-    tune.report({**final, "done": True, "wall_seconds": summary["wall_seconds"]})
+    tune.report({**final, "wall_seconds": summary["wall_seconds"]})
 
 
-def train_population(cfgs: Sequence[TrainConfig]) -> dict[str, dict[str, Any]]:
+def concurrent_runs(
+    cfgs: Sequence[TrainConfig], resources: dict[str, float], has_gpus: bool
+) -> int:
+    """How many of these runs fit the cluster's ``resources`` at once (at least 1).
+
+    Tune starts only that many trial drivers; the rest wait in Tune's queue rather than as
+    Train controllers that time out waiting for workers and retry.
+    """
+    need_cpu = max(c.num_workers * c.cpus_per_worker + c.driver_cpus for c in cfgs)
+    fits = int(resources.get("CPU", 0.0) / need_cpu + 1e-9) if need_cpu > 0 else len(cfgs)
+    if any(has_gpus if c.use_gpu is None else c.use_gpu for c in cfgs):
+        need_gpu = max(c.num_workers * c.gpus_per_worker for c in cfgs)
+        fits = min(fits, int(resources.get("GPU", 0.0) / need_gpu + 1e-9))
+    return max(1, min(len(cfgs), fits))
+
+
+def train_population(
+    cfgs: Sequence[TrainConfig], max_concurrent: int | None = None
+) -> dict[str, dict[str, Any]]:
     """Train several students concurrently (Ray must be initialised); name -> summary.
 
-    A student whose run failed maps to ``{"name", "student", "error"}``; the others' results
-    are kept.
+    At most ``max_concurrent`` runs at once (default: as many as the cluster's resources fit,
+    :func:`concurrent_runs`). A student whose run failed maps to ``{"name", "student",
+    "error"}``; the others' results are kept.
     """
+    import ray
     from ray import tune
 
     if not cfgs:
@@ -163,7 +240,9 @@ def train_population(cfgs: Sequence[TrainConfig]) -> dict[str, dict[str, Any]]:
         raise UserError(f"students: run names must differ, got {names}")
     outs = {c.out for c in cfgs}
     if len(outs) != 1:
-        raise UserError(f"out: all students of a population share one run directory, got {sorted(outs)}")
+        raise UserError(
+            f"out: all students of a population share one run directory, got {sorted(outs)}"
+        )
     root = train_root(cfgs[0].out)
     by_name = {c.run_name: c for c in cfgs}
 
@@ -173,7 +252,8 @@ def train_population(cfgs: Sequence[TrainConfig]) -> dict[str, dict[str, Any]]:
         param_space={"train": tune.grid_search([to_dict(c) for c in cfgs])},
         tune_config=tune.TuneConfig(
             num_samples=1,
-            max_concurrent_trials=len(cfgs),
+            max_concurrent_trials=max_concurrent
+            or concurrent_runs(cfgs, ray.cluster_resources(), cluster_has_gpus()),
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),

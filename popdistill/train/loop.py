@@ -6,6 +6,9 @@ if there is one, then per epoch ``train_epoch`` -> ``validate_epoch`` -> ``ray.t
 metric history and the config that built it). Only three Ray calls do the work:
 ``get_dataset_shard``, ``prepare_model`` and ``report``; the epoch helpers are plain torch and
 are tested without Ray.
+
+Workers split the training set in equal shares (DDP when there are several); the epoch's
+training loss is summed over workers. Rank 0 validates on the whole validation set.
 """
 
 from __future__ import annotations
@@ -24,13 +27,22 @@ from torch import Tensor, nn
 
 from popdistill.evaluate.metrics import binarize, jaccard, pixel_accuracy, resize_mask
 from popdistill.train.config import AugmentSizes
-from popdistill.train.data import decode_gt_masks, decode_soft_masks, eval_images, stack_resized, training_batch
+from popdistill.train.data import (
+    decode_gt_masks,
+    decode_soft_masks,
+    eval_images,
+    stack_resized,
+    training_batch,
+)
 
 __all__ = [
     "CHECKPOINT_FILE",
     "LOSSES",
     "train_epoch",
     "validate_epoch",
+    "validation_metrics",
+    "restore_checkpoint",
+    "centre_prior_j",
     "train_loop_per_worker",
 ]
 
@@ -93,7 +105,7 @@ def validate_epoch(
     loss_fn: LossFn,
     device: torch.device,
 ) -> dict[str, float]:
-    """Sums over this worker's validation rows: loss to the teacher mask (``loss``, ``n``) and,
+    """Sums over the validation rows: loss to the teacher mask (``loss``, ``n``) and,
     on frames with ground truth, P and J of the mask binarised at 0.5 at the frame's size
     (``p``, ``j``, ``n_gt``)."""
     sums = {"loss": 0.0, "n": 0.0, "p": 0.0, "j": 0.0, "n_gt": 0.0}
@@ -116,7 +128,9 @@ def validate_epoch(
     return sums
 
 
-def _val_metrics(sums: dict[str, float]) -> dict[str, float]:
+def validation_metrics(sums: dict[str, float]) -> dict[str, float]:
+    """Means from ``validate_epoch`` sums: val_loss, and with ground truth
+    val_p, val_j and val_frames."""
     out: dict[str, float] = {}
     if sums["n"]:
         out["val_loss"] = sums["loss"] / sums["n"]
@@ -127,24 +141,36 @@ def _val_metrics(sums: dict[str, float]) -> dict[str, float]:
 
 
 def _maybe_fail(cfg, epoch: int) -> None:
-    """Test-only fault injection: the worker process dies once at ``fault_epoch``."""
+    """Test-only fault injection: the worker process dies once at ``fault_epoch``.
+
+    It first waits until Ray Train has registered every checkpoint reported so far (reports
+    reach the controller asynchronously), so the run resumes from the previous epoch's
+    checkpoint, deterministically.
+    """
     if cfg.fault_epoch is None or epoch != cfg.fault_epoch or not cfg.fault_marker:
         return
     marker = Path(cfg.fault_marker)
     if marker.exists():
         return
+    import ray.train
+
+    ray.train.get_all_reported_checkpoints(
+        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
+    )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(f"worker died at epoch {epoch}\n")
     os._exit(1)
 
 
-def _restore(checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def restore_checkpoint(
+    checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """Load model and optimiser state from a Ray checkpoint; returns the stored run state."""
     from popdistill.students.checkpoint import load_checkpoint
 
     with checkpoint.as_directory() as d:
         saved, payload = load_checkpoint(Path(d) / CHECKPOINT_FILE)
-    model.load_state_dict(saved.state_dict())
+    model.load_state_dict(saved.state_dict())  # copies onto the model's device
     if payload["optimizer"] is not None:
         optimizer.load_state_dict(payload["optimizer"])
     state = dict(payload["config"])
@@ -180,44 +206,49 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     sizes = resolve_sizes(cfg.augment, input_size, output_size)
     batch_size = resolve_batch_size(cfg.batch_size, input_size, output_size)
     loss_fn = LOSSES[cfg.loss]
+    model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when > 1 worker
+    raw_model = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     start_epoch, step, history, attempt = 0, 0, [], 0
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = ray.train.get_checkpoint()  # every worker restores the same checkpoint
     if checkpoint is not None:
-        state = _restore(checkpoint, model, optimizer)
+        state = restore_checkpoint(checkpoint, raw_model, optimizer)
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         history, attempt = list(state["history"]), int(state.get("attempt", 0)) + 1
-    model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when > 1 worker
-    raw_model = model.module if hasattr(model, "module") else model
-    for group_state in optimizer.state.values():  # a restored optimiser follows the model
-        for k, v in group_state.items():
-            if isinstance(v, Tensor):
-                group_state[k] = v.to(device)
 
     train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val") if has_val else None
+    val_shard = ray.train.get_dataset_shard("val") if has_val else None  # not split: see launcher
     plain_cfg = to_dict(cfg)
     for epoch in range(start_epoch, cfg.epochs):
         _maybe_fail(cfg, epoch)
         t0 = time.perf_counter()
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1_009 + rank)
+        epoch_seed = cfg.seed * 100_003 + epoch * 1_009 + rank  # augmentation and shuffle
+        generator = torch.Generator().manual_seed(epoch_seed)
         batches = train_shard.iter_batches(
             batch_size=batch_size,
             batch_format="numpy",
             local_shuffle_buffer_size=cfg.shuffle_buffer or None,
-            local_shuffle_seed=(cfg.seed * 100_003 + epoch * 1_009 + rank) if cfg.shuffle_buffer else None,
+            local_shuffle_seed=epoch_seed if cfg.shuffle_buffer else None,
         )
-        loss_sum, items, steps = train_epoch(model, optimizer, batches, sizes, loss_fn, generator, device)
+        loss_sum, items, steps = train_epoch(
+            model, optimizer, batches, sizes, loss_fn, generator, device
+        )
         loss_sum, items = _all_reduce([loss_sum, float(items)], device)
         step += steps
-        metrics: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": loss_sum / max(items, 1.0),
-                                   "train_frames": items, "attempt": attempt}
-        if val_shard is not None:
-            sums = validate_epoch(model, val_shard.iter_batches(batch_size=cfg.val_batch_size, batch_format="numpy"),
-                                  input_size, output_size, loss_fn, device)
-            keys = list(sums)
-            metrics.update(_val_metrics(dict(zip(keys, _all_reduce([sums[k] for k in keys], device)))))
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": loss_sum / max(items, 1.0),
+            "train_frames": items,
+            "attempt": attempt,
+        }
+        if val_shard is not None and rank == 0:  # the whole validation store, on rank 0
+            val_batches = val_shard.iter_batches(
+                batch_size=cfg.val_batch_size, batch_format="numpy"
+            )
+            sums = validate_epoch(raw_model, val_batches, input_size, output_size, loss_fn, device)
+            metrics.update(validation_metrics(sums))
         metrics["epoch_seconds"] = time.perf_counter() - t0
         history.append(metrics)
         last = epoch == cfg.epochs - 1
@@ -225,14 +256,25 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as d:
                 state = {"train": plain_cfg, "epoch": epoch, "history": history, "attempt": attempt}
                 save_checkpoint(Path(d) / CHECKPOINT_FILE, raw_model, optimizer, step, state)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
-                                 checkpoint_dir_name=f"epoch-{epoch:04d}")
+                ray.train.report(
+                    metrics,
+                    checkpoint=ray.train.Checkpoint.from_directory(d),
+                    checkpoint_dir_name=f"epoch-{epoch:04d}",
+                )
         else:
             ray.train.report(metrics)
-    return {"history": history, "start_epoch": start_epoch, "attempt": attempt,
-            "started": started, "finished": time.time(), "pid": os.getpid(),
-            "input_size": input_size, "output_size": output_size, "batch_size": batch_size,
-            "sizes": {"resize": sizes.resize, "crop": sizes.crop, "label": sizes.label}}
+    return {
+        "history": history,
+        "start_epoch": start_epoch,
+        "attempt": attempt,
+        "started": started,
+        "finished": time.time(),
+        "device": str(device),
+        "input_size": input_size,
+        "output_size": output_size,
+        "batch_size": batch_size,
+        "sizes": {"resize": sizes.resize, "crop": sizes.crop, "label": sizes.label},
+    }
 
 
 def centre_prior_j(gts: Iterable[np.ndarray]) -> float:

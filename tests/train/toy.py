@@ -22,7 +22,12 @@ def square_frame(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
 
 
 def square_records(
-    n: int, size: int = 64, seed: int = 0, mask_size: int = 32, video: str = "toy", with_gt: bool = True
+    n: int,
+    size: int = 64,
+    seed: int = 0,
+    mask_size: int = 32,
+    video: str = "toy",
+    with_gt: bool = True,
 ) -> list[FrameRecord]:
     """``n`` frames; the teacher mask is the square at ``mask_size`` (nearest), gt at full size."""
     rng = np.random.default_rng(seed)
@@ -32,9 +37,18 @@ def square_records(
         idx = (np.arange(mask_size) * size) // mask_size
         soft = mask[np.ix_(idx, idx)].astype(np.float32)
         records.append(
-            FrameRecord(dataset="toy", video=video, frame=i, image=image, source=f"{video}/{i:05d}",
-                        gt_mask=mask if with_gt else None, mask=soft, score=float(soft.mean()),
-                        teacher="videopca", generation=1)
+            FrameRecord(
+                dataset="toy",
+                video=video,
+                frame=i,
+                image=image,
+                source=f"{video}/{i:05d}",
+                gt_mask=mask if with_gt else None,
+                mask=soft,
+                score=float(soft.mean()),
+                teacher="videopca",
+                generation=1,
+            )
         )
     return records
 
@@ -43,5 +57,7 @@ def write_store(root: Path, records: list[FrameRecord], files: int = 2) -> Path:
     """Write records as ``files`` Parquet chunks under ``root``; returns ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     for k, part in enumerate(np.array_split(np.arange(len(records)), files)):
-        pq.write_table(records_to_table([records[i] for i in part]), root / f"chunk-{k:05d}.parquet")
+        pq.write_table(
+            records_to_table([records[i] for i in part]), root / f"chunk-{k:05d}.parquet"
+        )
     return root

@@ -1,0 +1,144 @@
+"""`popdistill train`: train a population of student segmenters on a pseudo-label store."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train the student population (one Ray Train run per student, run concurrently)"
+DESCRIPTION = """\
+Train a population of student segmenters on the teacher's selected pseudo-labels: one Ray
+Train run per student, all run concurrently (Ray Tune schedules them). Each student learns to
+regress the teacher's soft masks (MSE by default) from joint random crops and flips of the
+images; ground truth, where the validation store has it, is used for validation P and J only.
+
+Checkpoints go to RUN_DIR/train/<student>/epoch-NNNN/model.pt (model, optimiser, step, the
+config that built it) and a summary to RUN_DIR/train/<student>.json. Re-running the same
+command resumes each student from its latest checkpoint; a killed worker is restarted from it
+(up to max_failures times). On a cluster with GPUs every worker gets one GPU.
+
+--config FILE is YAML with the fields of PopulationConfig: `train:` (fields of TrainConfig:
+epochs, batch_size, lr, loss mse|bce, augment, num_workers, cpus_per_worker, ...),
+`students:` (a list of names) and `models:` (per-student create_student keywords).
+Flags override the file.
+
+examples:
+  popdistill train --store runs/q/teacher/selected --val-store runs/q/teacher/store \\
+      --students lowres,fconv,unet,denseunet,dilateunet --out runs/q
+  popdistill train --store runs/q/teacher/selected --students unet_tiny,lowres_tiny \\
+      --out runs/tiny --epochs 3
+  popdistill train --config configs/train.yaml --out s3://bucket/run1
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file with a PopulationConfig; flags override it")
+    p.add_argument("--store", help="pseudo-label store to train on (e.g. RUN_DIR/teacher/selected)")
+    p.add_argument("--val-store", help="store to validate on; its ground truth gives P and J")
+    p.add_argument(
+        "--students", help="comma-separated student names (default: the five of the thesis)"
+    )
+    p.add_argument("--out", help="run directory (local path or s3://, gs:// URI)")
+    p.add_argument("--epochs", type=int, help="epochs per student (default 20)")
+    p.add_argument(
+        "--batch-size", type=int, help="batch size (default: 32 LowRes-style, 16 others)"
+    )
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--loss", choices=["mse", "bce"], help="loss to the teacher mask (default mse)")
+    p.add_argument("--workers", type=int, help="Ray Train workers per student (default 1)")
+    p.add_argument("--cpus-per-worker", type=float, help="CPUs per training worker (default 0.9)")
+    p.add_argument(
+        "--gpu",
+        choices=["auto", "yes", "no"],
+        default=None,
+        help="one GPU per worker: auto (when the cluster has GPUs), yes, no",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="students trained at once (default: as many as the cluster's CPUs/GPUs fit)",
+    )
+    p.add_argument("--fresh", action="store_true", help="start from scratch, ignoring checkpoints")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+
+
+def build_config(args: argparse.Namespace):
+    """The PopulationConfig from --config and the flags (validated once, here)."""
+    from pathlib import Path
+
+    import yaml
+
+    from popdistill.config import load
+    from popdistill.errors import UserError
+    from popdistill.train.config import PopulationConfig
+
+    data: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping with train / students / models")
+    train = dict(data.get("train") or {})
+    flags = {
+        "store": args.store,
+        "val_store": args.val_store,
+        "out": args.out,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "loss": args.loss,
+        "num_workers": args.workers,
+        "cpus_per_worker": args.cpus_per_worker,
+    }
+    train.update({k: v for k, v in flags.items() if v is not None})
+    if args.gpu is not None:
+        train["use_gpu"] = {"auto": None, "yes": True, "no": False}[args.gpu]
+    if args.fresh:
+        train["resume"] = False
+    data["train"] = train
+    if args.max_concurrent is not None:
+        data["max_concurrent"] = args.max_concurrent
+    if args.students:
+        data["students"] = [s.strip() for s in args.students.split(",") if s.strip()]
+    try:
+        return load(PopulationConfig, data)
+    except UserError as exc:
+        raise UserError(f"{args.config}: {exc}" if args.config else str(exc)) from exc
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return format(value, spec) if isinstance(value, int | float) else "-"
+
+
+def print_population(results: dict) -> None:
+    head = ("student", "epochs", "train_loss", "val_loss", "val_P", "val_J")
+    print("{:<16} {:>6} {:>10} {:>9} {:>7} {:>7}  checkpoint".format(*head))
+    for name, s in results.items():
+        if "error" in s:
+            print(f"{name:<16} FAILED: {s['error']}")
+            continue
+        m = s["metrics"]
+        epochs = m["epoch"] + 1 if "epoch" in m else "-"
+        print(
+            f"{name:<16} {epochs:>6} {_fmt(m.get('train_loss')):>10} {_fmt(m.get('val_loss')):>9} "
+            f"{_fmt(m.get('val_p'), '.3f'):>7} {_fmt(m.get('val_j'), '.3f'):>7}  {s['checkpoint']}"
+        )
+
+
+def main(args: argparse.Namespace) -> int:
+    from popdistill.errors import UserError
+    from popdistill.ray_env import init_ray
+    from popdistill.students import list_students
+    from popdistill.train.launcher import train_population
+
+    cfg = build_config(args)
+    unknown = [s for s in cfg.students if s not in list_students()]
+    if unknown:
+        raise UserError(
+            f"unknown student {unknown[0]!r}; valid names: {', '.join(list_students())}"
+        )
+    init_ray(args.address)
+    results = train_population(cfg.configs(), cfg.max_concurrent)
+    print_population(results)
+    return 1 if any("error" in s for s in results.values()) else 0

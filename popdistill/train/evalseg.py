@@ -1,0 +1,237 @@
+"""Training EvalSeg-Net (IJCV 2019): a mask-quality scorer learned without human labels.
+
+For every frame of a store, each trained student predicts a soft mask and the Multi-Net mask is
+their pixel-wise product; the training target of a (frame, student mask) pair is
+``quality_target(student_mask, multinet_mask)`` (cosine similarity). EvalSeg-Net regresses it
+from (image, mask) with MSE, Adam lr 1e-4, batch 16. ``score_masks`` then scores any masks;
+generation >= 2 keeps the best-scored ones.
+
+Everything runs at EvalSeg-Net's ``input_size``: images, student masks and the Multi-Net
+product are all resized to it first. Images and masks are kept as uint8 tensors (frames x ...)
+and pairs are sampled by index, so memory grows with frames, not frames x students x float.
+The pure functions below are the whole algorithm; ``train_evalseg`` is a small one-process
+driver over a store (cheap with tiny variants).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from popdistill.errors import UserError
+from popdistill.students.base import resize_to
+from popdistill.students.evalseg_net import quality_target
+from popdistill.students.multinet import multinet_product
+
+__all__ = [
+    "EvalSegTrainConfig",
+    "PairSet",
+    "student_masks",
+    "evalseg_targets",
+    "build_pairs",
+    "fit_evalseg",
+    "score_masks",
+    "train_evalseg",
+]
+
+
+@dataclass
+class EvalSegTrainConfig:
+    """``students``: checkpoint files of the trained population; ``out``: the run directory
+    (the model goes to ``out/evalseg/<model>.pt``)."""
+
+    store: str = ""
+    students: list[str] = field(default_factory=list)
+    out: str = ""
+    model: str = "evalseg"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-4
+    seed: int = 0
+    max_frames: int = 5000  # frames of the store used (the first ones in file order)
+    read_batch: int = 64
+    torch_threads: int = 1
+
+    def validate(self) -> None:
+        if not self.store:
+            raise UserError("store: the frame store is required")
+        if not self.students:
+            raise UserError("students: at least one student checkpoint is needed")
+        if not self.out:
+            raise UserError("out: the run directory is required")
+        if self.epochs < 1 or self.batch_size < 1 or self.max_frames < 1:
+            raise UserError("epochs, batch_size, max_frames: must be >= 1")
+
+
+@dataclass
+class PairSet:
+    """Training pairs: images (N x 3 x s x s uint8), each student's masks (N x S x s x s
+    uint8, value / 255) and targets (N x S float): pair (i, k) is frame i with student k's mask."""
+
+    images: Tensor
+    masks: Tensor
+    targets: Tensor
+
+    def __len__(self) -> int:
+        return int(self.targets.numel())
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Float images, masks (B x 1 x s x s) and targets of flat pair indices."""
+        s = self.targets.shape[1]
+        frame, student = index // s, index % s
+        images = self.images[frame].float() / 255.0
+        masks = self.masks[frame, student].unsqueeze(1).float() / 255.0
+        return images, masks, self.targets[frame, student]
+
+
+def student_masks(students: Sequence[nn.Module], images: Tensor, size: int) -> list[Tensor]:
+    """Each student's soft masks (B x 1 x size x size) for images (uint8 or float, any size)."""
+    return [resize_to(s.predict(images).float().cpu(), size) for s in students]
+
+
+def evalseg_targets(masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """(Multi-Net masks B x 1 x s x s, targets B x S): cosine similarity of each student's mask
+    to the product of all of them."""
+    multinet = multinet_product(list(masks))
+    targets = torch.stack([quality_target(m, multinet) for m in masks], dim=1)
+    return multinet, targets
+
+
+def _quantise(x: Tensor) -> Tensor:
+    return (x.clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+def build_pairs(students: Sequence[nn.Module], images: Tensor, size: int) -> PairSet:
+    """Pairs for one batch of frames (images B x 3 x H x W): masks and targets at ``size``.
+
+    Targets are computed from the 8-bit masks that EvalSeg-Net will see.
+    """
+    from popdistill.students.base import resize_images, to_float_images
+
+    masks = [_quantise(m).float() / 255.0 for m in student_masks(students, images, size)]
+    _, targets = evalseg_targets(masks)
+    small = _quantise(resize_images(to_float_images(images), size))
+    return PairSet(small, _quantise(torch.cat(masks, dim=1)), targets.float())
+
+
+def _concat(parts: Sequence[PairSet]) -> PairSet:
+    return PairSet(
+        *(torch.cat([getattr(p, k) for p in parts]) for k in ("images", "masks", "targets"))
+    )
+
+
+def fit_evalseg(
+    model: nn.Module,
+    pairs: PairSet,
+    epochs: int,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    seed: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> list[float]:
+    """Train ``model`` (EvalSeg-Net) on ``pairs`` with MSE; returns the mean loss per epoch."""
+    device = next(model.parameters()).device
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        total, n = 0.0, 0
+        order = torch.randperm(len(pairs), generator=generator)
+        for start in range(0, len(order), batch_size):
+            images, masks, targets = (
+                t.to(device) for t in pairs.batch(order[start : start + batch_size])
+            )
+            if len(targets) < 2 and n:  # a lone last item would break batch norm
+                continue
+            loss = F.mse_loss(model(images, masks), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(targets)
+            n += len(targets)
+        losses.append(total / max(n, 1))
+    return losses
+
+
+def score_masks(evalseg: nn.Module, images: Tensor, masks: Tensor) -> Tensor:
+    """Quality scores (B, in [0, 1]) of soft masks (B x 1 x h x w or B x h x w) for images."""
+    return evalseg.predict(images, masks).float().cpu()
+
+
+def _store_images(store: str, max_frames: int, read_batch: int):
+    """Batches of store images as B x 3 x H x W uint8 tensors (frames of one size per batch)."""
+    import pyarrow.parquet as pq
+
+    from popdistill.storage import RunPath
+    from popdistill.train.data import decode_images
+
+    root = RunPath.of(store)
+    files = root.files(".parquet")
+    if not files:
+        raise UserError(f"{store}: no Parquet files (expected a frame store)")
+    left = max_frames
+    for f in files:
+        pf = pq.ParquetFile(root.fs.open_input_file(f))
+        for rb in pf.iter_batches(batch_size=read_batch, columns=["image", "height", "width"]):
+            rows = rb.to_pydict()
+            groups: dict[tuple, list[Tensor]] = {}
+            for im in decode_images(rows)[:left]:
+                groups.setdefault(tuple(im.shape), []).append(im)
+            for ims in groups.values():
+                left -= len(ims)
+                yield torch.stack(ims)
+            if left <= 0:
+                return
+
+
+def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
+    """Build the pairs from a store and trained students, train EvalSeg-Net, save it."""
+    from popdistill.config import load, to_dict
+    from popdistill.storage import RunPath
+    from popdistill.students import create_evalseg, load_checkpoint, save_checkpoint
+
+    cfg = load(EvalSegTrainConfig, to_dict(cfg))
+    torch.set_num_threads(max(1, cfg.torch_threads))
+    torch.manual_seed(cfg.seed)
+    students = [load_checkpoint(p)[0].eval() for p in cfg.students]
+    model = create_evalseg(cfg.model, **cfg.model_kwargs)
+    t0 = time.perf_counter()
+    parts = [
+        build_pairs(students, images, model.input_size)
+        for images in _store_images(cfg.store, cfg.max_frames, cfg.read_batch)
+    ]
+    pairs = _concat(parts)
+    log(
+        f"evalseg: {pairs.images.shape[0]} frames x {len(students)} students = {len(pairs)} pairs "
+        f"(mean target {float(pairs.targets.mean()):.3f}) in {time.perf_counter() - t0:.1f} s"
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses = fit_evalseg(model, pairs, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, optimizer)
+    target = RunPath.of(cfg.out) / "evalseg" / f"{cfg.model}.pt"
+    with tempfile.TemporaryDirectory() as d:
+        local = save_checkpoint(
+            Path(d) / "evalseg.pt",
+            model,
+            optimizer,
+            step=cfg.epochs,
+            config={"evalseg": to_dict(cfg), "losses": losses},
+        )
+        target.write_bytes(local.read_bytes())
+    return {
+        "checkpoint": target.uri,
+        "frames": int(pairs.images.shape[0]),
+        "pairs": len(pairs),
+        "target_mean": float(pairs.targets.mean()),
+        "losses": losses,
+        "seconds": time.perf_counter() - t0,
+    }
