@@ -5,9 +5,8 @@
     run_predict(cfg)                              reader -> chunks -> actor pool -> mask store
 
 The pipeline is the teacher's (``popdistill.teacher.pipeline``) with a student in place of
-VideoPCA: videos are cut into chunk rows by ``popdistill.teacher.chunks.iter_chunks``, each
-actor writes its chunks with ``popdistill.teacher.sink`` (same FRAME_SCHEMA store, done
-markers, PNG export), and only per-chunk summaries reach the driver. The store's ``teacher``
+VideoPCA (``popdistill.teacher.stream``): the same chunking, FRAME_SCHEMA store, done
+markers and PNG export, and only per-chunk summaries reach the driver. The store's ``teacher``
 column is ``student:<registry name>``; ``score`` is the generation-1 selection score (mean of
 the mask's non-zero values).
 """
@@ -15,8 +14,6 @@ the mask's non-zero values).
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from popdistill.data.readers import VideoRef, create_reader
-from popdistill.data.schema import FrameRecord, Skipped
+from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
-from popdistill.storage import RunPath, safe_name
+from popdistill.storage import RunPath
 from popdistill.students.base import StudentNet, parameter_count, resize_images, to_float_images
 from popdistill.students.checkpoint import load_checkpoint
-from popdistill.teacher import sink
-from popdistill.teacher.chunks import chunk_records, iter_chunks
-from popdistill.teacher.selection import scores_for_batch
+from popdistill.teacher.stream import MaskActor, stream_masks
 
 __all__ = [
     "PredictConfig",
@@ -156,14 +150,12 @@ def _actor_device() -> torch.device:
     return torch.device("cuda" if has_gpu and torch.cuda.is_available() else "cpu")
 
 
-class StudentPredictor:
-    """Ray Data callable class: chunk rows in, per-chunk summaries out; writes the masks.
-
-    The checkpoint is loaded once per actor, weights only.
-    """
+class StudentPredictor(MaskActor):
+    """A trained student as a Ray Data actor; the checkpoint is loaded once, weights only."""
 
     def __init__(self, checkpoint: str, store: str, export_png: str | None, generation: int,
                  threads: int = 2, batch_size: int = 32, autocast: bool = True):
+        super().__init__(store, export_png, generation)
         torch.set_num_threads(max(1, threads))
         self.device = _actor_device()
         model, _ = load_checkpoint(checkpoint, map_location=self.device)
@@ -171,32 +163,11 @@ class StudentPredictor:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.eval()
         self.teacher = f"student:{model.registry_name}"
-        self.store = RunPath.of(store)
-        self.export = RunPath.of(export_png) if export_png else None
-        self.generation = generation
         self.batch_size = batch_size
         self.autocast = autocast
 
-    def __call__(self, batch: dict) -> dict:
-        keys = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "seconds")
-        out: dict[str, list] = {k: [] for k in keys}
-        for i in range(len(batch["video"])):
-            row = {k: batch[k][i] for k in batch}
-            t0 = time.perf_counter()
-            records = chunk_records(row)
-            if records:
-                masks = predict_records(self.model, records, self.batch_size, self.autocast)
-                for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
-                    r.mask, r.score = m, float(s)
-                    r.teacher, r.generation = self.teacher, self.generation
-                sink.write_chunk(self.store, str(row["video"]), int(row["chunk"]), records)
-                if self.export is not None:
-                    sink.export_pngs(self.export, records)
-            for k in ("video", "chunk", "last", "n_chunks", "skipped"):
-                out[k].append(row[k])
-            out["n_frames"].append(len(records))
-            out["seconds"].append(time.perf_counter() - t0)
-        return {k: np.asarray(v) for k, v in out.items()}
+    def masks(self, records: list[FrameRecord]) -> list[np.ndarray]:
+        return predict_records(self.model, records, self.batch_size, self.autocast)
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -206,11 +177,6 @@ def predict_paths(out: str) -> dict[str, RunPath]:
     root = RunPath.of(out)
     return {"root": root, "store": root / "store", "done": root / "done",
             "checkpoint": root / "checkpoint.json", "report": root / "report.json"}
-
-
-def _read_chunks(row: dict, fmt: str, root: str, options: dict, chunk_frames: int):
-    reader = create_reader(fmt, root, **options)
-    yield from iter_chunks(reader, VideoRef.from_dict(json.loads(row["ref"])), chunk_frames, 1)
 
 
 def _same_checkpoint(paths: dict[str, RunPath], info: dict[str, Any]) -> None:
@@ -229,73 +195,34 @@ def run_predict(cfg: PredictConfig, log=print, info: dict[str, Any] | None = Non
 
     ``info``: the checkpoint's ``checkpoint_info`` when the caller already has it.
     """
-    import ray
-    from ray.data import ActorPoolStrategy
-
     from popdistill.config import to_dict
 
     info = info or checkpoint_info(cfg.checkpoint)  # refuses a bad checkpoint before any work
     generation = cfg.generation or ((info["generation"] or 1) + 1)
     paths = predict_paths(cfg.out)
-    reader = create_reader(cfg.format, cfg.data, **cfg.reader_options)
-    refs = reader.videos()
-    skipped: list[Skipped] = list(reader.skipped)
     paths["root"].mkdir()
     _same_checkpoint(paths, info)
-    done = sink.done_videos(paths["done"].mkdir())
-    todo = [r for r in refs if safe_name(r.video) not in done]
-    log(f"predict: {info['name']} on {len(refs)} videos of {cfg.data} ({cfg.format}); "
-        f"{len(refs) - len(todo)} already done, {len(todo)} to do")
-    for r in todo:
-        sink.clear_partial(paths["store"], r.video)
-
-    t0 = time.perf_counter()
-    frames = 0
-    model_seconds = 0.0
-    if todo:
-        ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=len(todo))
-        ds = ds.flat_map(_read_chunks, num_cpus=cfg.read_cpus, fn_kwargs=dict(
-            fmt=cfg.format, root=cfg.data, options=cfg.reader_options, chunk_frames=cfg.chunk_frames))
-        ds = ds.map_batches(
-            StudentPredictor,
-            fn_constructor_kwargs=dict(checkpoint=info["path"], store=paths["store"].uri, export_png=cfg.export_png,
-                                       generation=generation, threads=cfg.torch_threads,
-                                       batch_size=cfg.batch_size, autocast=cfg.autocast),
-            batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=cfg.actors),
-            num_cpus=cfg.actor_cpus, num_gpus=cfg.actor_gpus,
-        )
-        seen: dict[str, list[int]] = {}  # video -> [chunks seen, frames, chunks expected or -1]
-        last_log = t0
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for i in range(len(batch["video"])):
-                video, n = str(batch["video"][i]), int(batch["n_frames"][i])
-                state = seen.setdefault(video, [0, 0, -1])
-                state[0] += 1
-                state[1] += n
-                frames += n
-                model_seconds += float(batch["seconds"][i])
-                skipped += [Skipped(**s) for s in json.loads(str(batch["skipped"][i]))]
-                if bool(batch["last"][i]):
-                    state[2] = int(batch["n_chunks"][i])
-                if state[0] == state[2] and state[1] > 0:
-                    sink.mark_done(paths["done"], video, {"video": video, "frames": state[1], "chunks": state[0]})
-            if time.perf_counter() - last_log > 5:
-                last_log = time.perf_counter()
-                log(f"predict: {frames} frames, {frames / (last_log - t0):.1f} frames/s")
-    seconds = time.perf_counter() - t0
-    log(f"predict: {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)")
+    result = stream_masks(
+        fmt=cfg.format, data=cfg.data, reader_options=cfg.reader_options,
+        store=paths["store"], done=paths["done"], actor=StudentPredictor,
+        actor_kwargs=dict(checkpoint=info["path"], export_png=cfg.export_png, generation=generation,
+                          threads=cfg.torch_threads, batch_size=cfg.batch_size, autocast=cfg.autocast),
+        chunk_frames=cfg.chunk_frames, min_frames=1, actors=cfg.actors, actor_cpus=cfg.actor_cpus,
+        actor_gpus=cfg.actor_gpus, read_cpus=cfg.read_cpus, label=f"predict {info['name']}", log=log,
+    )
     report = {
         "checkpoint": info,
         "config": to_dict(cfg),
         "generation": generation,
         "teacher": f"student:{info['name']}",
-        "videos": {"total": len(refs), "done": len(sink.done_videos(paths["done"])), "processed_this_run": len(todo)},
-        "frames": frames,
-        "seconds": seconds,
-        "frames_per_second": frames / max(seconds, 1e-9),
-        "actor_seconds": model_seconds,
-        "frames_per_actor_second": frames / max(model_seconds, 1e-9),
-        "skipped": [s.to_dict() for s in skipped],
+        "videos": {"total": result.videos_total, "done": result.videos_done,
+                   "processed_this_run": result.processed_this_run},
+        "frames": result.frames,
+        "seconds": result.seconds,
+        "frames_per_second": result.frames_per_second,
+        "actor_seconds": result.actor_seconds,
+        "frames_per_actor_second": result.frames / max(result.actor_seconds, 1e-9),
+        "skipped": [s.to_dict() for s in result.skipped],
         "store": paths["store"].uri,
         "export_png": cfg.export_png,
     }

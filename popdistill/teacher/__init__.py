@@ -1,33 +1,30 @@
-"""Teachers that produce soft masks (VideoPCA for generation 1) and the selection of masks."""
+"""Teachers that produce soft masks (VideoPCA for generation 1) and the selection of masks.
 
-from popdistill.teacher.selection import (
-    ScorePool,
-    keep_mask,
-    mask_score,
-    scores_for_batch,
-    top_fraction_threshold,
-)
-from popdistill.teacher.videopca import (
-    TooFewFrames,
-    VideoPCA,
-    VideoPCAConfig,
-    iter_videopca,
-    videopca_video,
-    videopca_window,
-    window_spans,
-)
+The names below are imported lazily: Ray Data read tasks import ``popdistill.teacher.chunks``
+and must not pay for torch, which ``videopca`` needs.
+"""
 
-__all__ = [
-    "ScorePool",
-    "TooFewFrames",
-    "VideoPCA",
-    "VideoPCAConfig",
-    "iter_videopca",
-    "keep_mask",
-    "mask_score",
-    "scores_for_batch",
-    "top_fraction_threshold",
-    "videopca_video",
-    "videopca_window",
-    "window_spans",
-]
+import importlib
+
+_EXPORTS = {
+    "ScorePool": "selection",
+    "keep_mask": "selection",
+    "mask_score": "selection",
+    "scores_for_batch": "selection",
+    "top_fraction_threshold": "selection",
+    "TooFewFrames": "videopca",
+    "VideoPCA": "videopca",
+    "VideoPCAConfig": "videopca",
+    "iter_videopca": "videopca",
+    "videopca_video": "videopca",
+    "videopca_window": "videopca",
+    "window_spans": "videopca",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"popdistill.teacher.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'popdistill.teacher' has no attribute {name!r}")

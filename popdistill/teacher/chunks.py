@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from popdistill.data.readers import Reader, VideoRef
+from popdistill.data.readers import Reader, VideoRef, create_reader
 from popdistill.data.schema import FrameRecord, Skipped, records_to_table, table_to_records
 
-__all__ = ["iter_chunks", "table_to_ipc", "ipc_to_table", "chunk_records"]
+__all__ = ["iter_chunks", "read_chunks", "table_to_ipc", "ipc_to_table", "chunk_records"]
 
 
 def table_to_ipc(table: pa.Table) -> bytes:
@@ -84,3 +84,12 @@ def iter_chunks(
             )
         final = []
     yield _row(ref, index, final, skipped, last=True)
+
+
+def read_chunks(row: dict, fmt: str, root: str, options: dict, chunk_frames: int, min_frames: int):
+    """Ray Data ``flat_map`` step: a row ``{"ref": json}`` -> that video's chunk rows.
+
+    Lives here, away from torch, so read tasks stay small (see the package docstring)."""
+    reader = create_reader(fmt, root, **options)
+    ref = VideoRef.from_dict(json.loads(row["ref"]))
+    yield from iter_chunks(reader, ref, chunk_frames, min_frames)

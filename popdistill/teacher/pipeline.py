@@ -1,30 +1,22 @@
 """The VideoPCA teacher at scale: a streaming Ray Data pipeline (thin edges over pure cores).
 
-    reader.videos()  -> from_items (one row per unfinished video)
-      -> flat_map(read chunks)          Ray tasks: decode, cut into chunks (chunks.py)
-      -> map_batches(VideoPCAActor)     actor pool: VideoPCA + score + write chunk (sink.py)
-      -> driver iterates per-chunk summaries: progress, done markers, skipped inputs
-    then selection (Ray Data over the store's scores) and, with ground truth, evaluation.
-
-Only per-chunk summaries and per-frame scalars reach the driver; frames and masks stay in the
-object store and the Parquet store, so memory is flat whatever the corpus size.
+VideoPCA actors stream over the data set (``stream.py``: read tasks cut videos into chunks,
+an actor pool turns chunks into masks and writes them to the store); then selection (Ray
+Data over the store's scores) and, with ground truth, evaluation. Only per-chunk summaries
+and per-frame scalars reach the driver, so memory is flat whatever the corpus size.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from popdistill.data.readers import VideoRef, create_reader
-from popdistill.data.schema import Skipped
+from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
-from popdistill.storage import RunPath, safe_name
-from popdistill.teacher import sink
-from popdistill.teacher.chunks import chunk_records, iter_chunks
+from popdistill.storage import RunPath
+from popdistill.teacher.stream import MaskActor, stream_masks
 from popdistill.teacher.videopca import VideoPCAConfig
 
 __all__ = ["TeacherConfig", "VideoPCAActor", "run_teacher", "teacher_paths"]
@@ -73,52 +65,23 @@ def teacher_paths(out: str) -> dict[str, RunPath]:
     }
 
 
-def _read_chunks(row: dict, fmt: str, root: str, options: dict, chunk_frames: int, min_frames: int):
-    reader = create_reader(fmt, root, **options)
-    yield from iter_chunks(reader, VideoRef.from_dict(json.loads(row["ref"])), chunk_frames, min_frames)
+class VideoPCAActor(MaskActor):
+    """The VideoPCA teacher as a Ray Data actor (one colour look-up table per actor)."""
 
+    teacher = "videopca"
 
-class VideoPCAActor:
-    """Ray Data callable class: one chunk in, its summary out; writes the chunk to the store."""
-
-    def __init__(self, cfg: dict, store: str, export_png: str | None, generation: int, threads: int):
+    def __init__(self, store: str, export_png: str | None, generation: int, cfg: dict, threads: int):
         import torch
 
         from popdistill.config import load
-        from popdistill.teacher.selection import scores_for_batch
         from popdistill.teacher.videopca import VideoPCA
 
+        super().__init__(store, export_png, generation)
         torch.set_num_threads(max(1, threads))
         self.videopca = VideoPCA(load(VideoPCAConfig, cfg))
-        self.scores_for_batch = scores_for_batch
-        self.store = RunPath.of(store)
-        self.export = RunPath.of(export_png) if export_png else None
-        self.generation = generation
 
-    def __call__(self, batch: dict) -> dict:
-        out = {k: [] for k in ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "seconds")}
-        for i in range(len(batch["video"])):
-            row = {k: batch[k][i] for k in batch}
-            t0 = time.perf_counter()
-            records = chunk_records(row)
-            if records:
-                frames = _stack_frames([r.image for r in records], self.videopca.cfg.size)
-                masks = self.videopca(frames)
-                scores = self.scores_for_batch(masks)
-                for r, m, s in zip(records, masks, scores):
-                    r.mask, r.score = m, float(s)
-                    r.teacher, r.generation = "videopca", self.generation
-                sink.write_chunk(self.store, str(row["video"]), int(row["chunk"]), records)
-                if self.export is not None:
-                    sink.export_pngs(self.export, records)
-            out["video"].append(str(row["video"]))
-            out["chunk"].append(int(row["chunk"]))
-            out["last"].append(bool(row["last"]))
-            out["n_chunks"].append(int(row["n_chunks"]))
-            out["n_frames"].append(len(records))
-            out["skipped"].append(str(row["skipped"]))
-            out["seconds"].append(time.perf_counter() - t0)
-        return {k: np.asarray(v) for k, v in out.items()}
+    def masks(self, records: list[FrameRecord]) -> np.ndarray:
+        return self.videopca(_stack_frames([r.image for r in records], self.videopca.cfg.size))
 
 
 def _stack_frames(images: list[np.ndarray], size: int) -> np.ndarray:
@@ -132,75 +95,32 @@ def _stack_frames(images: list[np.ndarray], size: int) -> np.ndarray:
 
 def run_teacher(cfg: TeacherConfig, log=print) -> dict:
     """Run (or resume) the teacher over a data set; returns the report (also written to JSON)."""
-    import ray
-    from ray.data import ActorPoolStrategy
-
     from popdistill.config import to_dict
     from popdistill.teacher.report import teacher_contact_sheet
     from popdistill.teacher.selection_ray import evaluate_store, select_top
 
     paths = teacher_paths(cfg.out)
-    reader = create_reader(cfg.format, cfg.data, **cfg.reader_options)
-    refs = reader.videos()
-    skipped: list[Skipped] = list(reader.skipped)
-    done = sink.done_videos(paths["done"].mkdir())
-    todo = [r for r in refs if safe_name(r.video) not in done]
-    log(f"teacher: {len(refs)} videos in {cfg.data} ({cfg.format}); {len(refs) - len(todo)} already done, {len(todo)} to do")
-    for r in todo:
-        sink.clear_partial(paths["store"], r.video)
-
-    t0 = time.perf_counter()
-    frames_this_run = 0
-    if todo:
-        min_frames = cfg.videopca.k + 1
-        ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=len(todo))
-        ds = ds.flat_map(
-            _read_chunks,
-            fn_kwargs=dict(fmt=cfg.format, root=cfg.data, options=cfg.reader_options,
-                           chunk_frames=cfg.chunk_frames, min_frames=min_frames),
-            num_cpus=cfg.read_cpus,
-        )
-        ds = ds.map_batches(
-            VideoPCAActor,
-            fn_constructor_kwargs=dict(cfg=to_dict(cfg.videopca), store=paths["store"].uri, export_png=cfg.export_png,
-                                       generation=cfg.generation, threads=cfg.torch_threads),
-            batch_size=1,
-            batch_format="numpy",
-            compute=ActorPoolStrategy(size=cfg.actors),
-            num_cpus=cfg.actor_cpus,
-        )
-        chunks_seen: dict[str, int] = {}
-        expected: dict[str, int] = {}
-        frames_per_video: dict[str, int] = {}
-        last_log = time.perf_counter()
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for i in range(len(batch["video"])):
-                video = str(batch["video"][i])
-                chunks_seen[video] = chunks_seen.get(video, 0) + 1
-                frames_per_video[video] = frames_per_video.get(video, 0) + int(batch["n_frames"][i])
-                frames_this_run += int(batch["n_frames"][i])
-                skipped += [Skipped(**s) for s in json.loads(str(batch["skipped"][i]))]
-                if bool(batch["last"][i]):
-                    expected[video] = int(batch["n_chunks"][i])
-                if expected.get(video) == chunks_seen[video] and frames_per_video[video] > 0:
-                    sink.mark_done(paths["done"], video, {"video": video, "frames": frames_per_video[video], "chunks": chunks_seen[video]})
-            if time.perf_counter() - last_log > 5:
-                last_log = time.perf_counter()
-                rate = frames_this_run / (last_log - t0)
-                log(f"teacher: {len(expected)}/{len(todo)} videos, {frames_this_run} frames, {rate:.0f} frames/s")
-    seconds = time.perf_counter() - t0
-    log(f"teacher: {frames_this_run} frames in {seconds:.1f} s ({frames_this_run / max(seconds, 1e-9):.0f} frames/s)")
+    result = stream_masks(
+        fmt=cfg.format, data=cfg.data, reader_options=cfg.reader_options,
+        store=paths["store"], done=paths["done"], actor=VideoPCAActor,
+        actor_kwargs=dict(export_png=cfg.export_png, generation=cfg.generation,
+                          cfg=to_dict(cfg.videopca), threads=cfg.torch_threads),
+        chunk_frames=cfg.chunk_frames, min_frames=cfg.videopca.k + 1, actors=cfg.actors,
+        actor_cpus=cfg.actor_cpus, read_cpus=cfg.read_cpus, label="teacher", log=log,
+    )
 
     selection = select_top(paths["store"], paths["selected"], cfg.select_top)
     log(f"selection: kept {selection['kept']} of {selection['total']} frames (score >= {selection['threshold']:.4f})")
     report = {
         "config": to_dict(cfg),
-        "videos": {"total": len(refs), "done": len(sink.done_videos(paths["done"])), "processed_this_run": len(todo)},
-        "frames_this_run": frames_this_run,
-        "seconds": seconds,
-        "frames_per_second": frames_this_run / max(seconds, 1e-9),
+        "videos": {"total": result.videos_total, "done": result.videos_done,
+                   "processed_this_run": result.processed_this_run},
+        "frames_this_run": result.frames,
+        "seconds": result.seconds,
+        "frames_per_second": result.frames_per_second,
+        "actor_seconds": result.actor_seconds,
         "selection": selection,
-        "skipped": [s.to_dict() for s in skipped],
+        "skipped": [s.to_dict() for s in result.skipped],
         "store": paths["store"].uri,
         "selected_store": paths["selected"].uri,
     }

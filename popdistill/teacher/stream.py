@@ -1,0 +1,166 @@
+"""Streaming any mask producer over a data set on Ray Data, resumably.
+
+Both the VideoPCA teacher and a trained student (the teacher of generations >= 2) run the
+same way:
+
+    reader.videos() minus finished ones -> from_items (one row per video)
+      -> flat_map(read_chunks)            Ray tasks: decode, cut into chunks (chunks.py)
+      -> map_batches(MaskActor subclass)  actor pool: masks + score, chunk written (sink.py)
+      -> the driver iterates per-chunk summaries: progress, done markers, skipped inputs
+
+A subclass of :class:`MaskActor` only says how to turn a chunk's records into masks. Only
+per-chunk summaries reach the driver; frames and masks stay in the object store and the
+Parquet store, so memory is flat whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from popdistill.data.readers import create_reader
+from popdistill.data.schema import FrameRecord, Skipped
+from popdistill.storage import RunPath, safe_name
+from popdistill.teacher import sink
+from popdistill.teacher.chunks import chunk_records, read_chunks
+
+__all__ = ["MaskActor", "StreamResult", "stream_masks"]
+
+_SUMMARY_KEYS = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "seconds")
+
+
+class MaskActor:
+    """Ray Data callable class: one chunk row in, its summary out; writes the chunk's masks."""
+
+    teacher: str = ""
+
+    def __init__(self, store: str, export_png: str | None, generation: int):
+        self.store = RunPath.of(store)
+        self.export = RunPath.of(export_png) if export_png else None
+        self.generation = generation
+
+    def masks(self, records: list[FrameRecord]) -> list[np.ndarray] | np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, batch: dict) -> dict:
+        from popdistill.teacher.selection import scores_for_batch
+
+        out: dict[str, list] = {k: [] for k in _SUMMARY_KEYS}
+        for i in range(len(batch["video"])):
+            row = {k: batch[k][i] for k in batch}
+            t0 = time.perf_counter()
+            records = chunk_records(row)
+            if records:
+                masks = self.masks(records)
+                for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
+                    r.mask, r.score = m, float(s)
+                    r.teacher, r.generation = self.teacher, self.generation
+                sink.write_chunk(self.store, str(row["video"]), int(row["chunk"]), records)
+                if self.export is not None:
+                    sink.export_pngs(self.export, records)
+            for k in ("video", "chunk", "last", "n_chunks", "skipped"):
+                out[k].append(row[k])
+            out["n_frames"].append(len(records))
+            out["seconds"].append(time.perf_counter() - t0)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+@dataclass
+class StreamResult:
+    videos_total: int
+    videos_done: int
+    processed_this_run: int
+    frames: int
+    seconds: float
+    actor_seconds: float
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def stream_masks(
+    *,
+    fmt: str,
+    data: str,
+    reader_options: dict[str, Any],
+    store: RunPath,
+    done: RunPath,
+    actor: type[MaskActor],
+    actor_kwargs: dict[str, Any],
+    chunk_frames: int,
+    min_frames: int,
+    actors: int,
+    actor_cpus: float,
+    read_cpus: float,
+    actor_gpus: float = 0.0,
+    label: str = "masks",
+    log=print,
+) -> StreamResult:
+    """Run ``actor`` over every unfinished video of the data set; resumable by done markers."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    reader = create_reader(fmt, data, **reader_options)
+    refs = reader.videos()
+    skipped: list[Skipped] = list(reader.skipped)
+    finished = sink.done_videos(done.mkdir())
+    todo = [r for r in refs if safe_name(r.video) not in finished]
+    log(f"{label}: {len(refs)} videos in {data} ({fmt}); {len(refs) - len(todo)} already done, {len(todo)} to do")
+    for r in todo:
+        sink.clear_partial(store, r.video)
+
+    t0 = time.perf_counter()
+    frames, actor_seconds = 0, 0.0
+    if todo:
+        ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=len(todo))
+        ds = ds.flat_map(
+            read_chunks,
+            fn_kwargs=dict(fmt=fmt, root=data, options=reader_options, chunk_frames=chunk_frames, min_frames=min_frames),
+            num_cpus=read_cpus,
+        )
+        ds = ds.map_batches(
+            actor,
+            fn_constructor_kwargs=dict(store=store.uri, **actor_kwargs),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ActorPoolStrategy(size=actors),
+            num_cpus=actor_cpus,
+            num_gpus=actor_gpus or None,
+        )
+        seen: dict[str, list[int]] = {}  # video -> [chunks seen, frames, chunks expected or -1]
+        last_log = t0
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for i in range(len(batch["video"])):
+                video, n = str(batch["video"][i]), int(batch["n_frames"][i])
+                state = seen.setdefault(video, [0, 0, -1])
+                state[0] += 1
+                state[1] += n
+                frames += n
+                actor_seconds += float(batch["seconds"][i])
+                skipped += [Skipped(**s) for s in json.loads(str(batch["skipped"][i]))]
+                if bool(batch["last"][i]):
+                    state[2] = int(batch["n_chunks"][i])
+                if state[0] == state[2] and state[1] > 0:
+                    sink.mark_done(done, video, {"video": video, "frames": state[1], "chunks": state[0]})
+            if time.perf_counter() - last_log > 5:
+                last_log = time.perf_counter()
+                finished_now = sum(1 for s in seen.values() if s[0] == s[2])
+                log(f"{label}: {finished_now}/{len(todo)} videos, {frames} frames, "
+                    f"{frames / (last_log - t0):.0f} frames/s")
+    seconds = time.perf_counter() - t0
+    log(f"{label}: {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
+    return StreamResult(
+        videos_total=len(refs),
+        videos_done=len(sink.done_videos(done)),
+        processed_this_run=len(todo),
+        frames=frames,
+        seconds=seconds,
+        actor_seconds=actor_seconds,
+        skipped=skipped,
+    )
