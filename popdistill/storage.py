@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from popdistill.jsonable import plain
+
 __all__ = ["RunPath", "safe_name"]
 
 
@@ -95,7 +97,7 @@ class RunPath:
             return f.read()
 
     def write_json(self, obj) -> None:
-        self.write_bytes(json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+        self.write_bytes(json.dumps(plain(obj), indent=2, sort_keys=True, default=str).encode())
 
     def read_json(self):
         return json.loads(self.read_bytes())

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from popdistill.errors import UserError
+from popdistill.jsonable import plain
 
 __all__ = [
     "LINEAGE_KEYS",
@@ -302,7 +303,7 @@ class RunHandle:
 
     def log_dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
         """A mapping as JSON (``.json``) or YAML (``.yaml``), e.g. ``report.json``."""
-        _retry(self.client.log_dict, self.run_id, _plain(obj), artifact_file)
+        _retry(self.client.log_dict, self.run_id, plain(obj), artifact_file)
 
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED, FAILED or KILLED."""
@@ -315,16 +316,6 @@ class RunHandle:
         self.end("FINISHED" if exc_type is None else "FAILED")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass
@@ -418,8 +409,8 @@ class Tracker:
             import yaml
 
             handle.log_params(flatten_config(config))
-            plain = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-            handle.log_text(yaml.safe_dump(_plain(plain), sort_keys=False), "config.yaml")
+            values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+            handle.log_text(yaml.safe_dump(plain(values), sort_keys=False), "config.yaml")
         return handle
 
     def generation_run(self, parent: RunHandle, k: int) -> RunHandle:

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from popdistill.jsonable import plain
 
 __all__ = ["GridRow", "write_report", "format_table", "mask_grid", "save_mask_grid"]
 
 OUTLINE_RGB = (255, 40, 40)
 
 
-def _plain(value):
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to null."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_report(path: str | Path, report: dict) -> Path:
     """Write ``report`` as indented JSON (parent folders are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(report), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(plain(report), indent=2, allow_nan=False) + "\n")
     return path
 
 
