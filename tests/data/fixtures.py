@@ -247,7 +247,7 @@ def build_object_discovery(root: Path) -> dict:
         "union": [[1, 2, 27, 18]],
         "skipped": {
             folder / "0004.jpg": "unreadable image",
-            folder / "GroundTruth" / "0002.png": "differs from image size",
+            folder / "GroundTruth" / "0002.png": "differs from frame size",
             folder / "GroundTruth" / "0009.png": "without its image",
             root / "Data" / "Horse100": "empty folder",
         },

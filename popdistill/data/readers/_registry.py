@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from popdistill.data.readers._images import load_label_png
 from popdistill.data.schema import FrameRecord, Skipped
 from popdistill.errors import UserError
 
@@ -68,6 +71,26 @@ class Reader:
     def skip(self, path: str | Path, reason: str, on_skip: SkipFn | None = None) -> None:
         item = Skipped(str(path), reason)
         (on_skip or self.skipped.append)(item)
+
+    def labels_for(self, ann: Path, image: np.ndarray, on_skip: SkipFn) -> np.ndarray | None:
+        """The label image of an annotation file, or None (reported) when it cannot be read
+        or its size differs from its frame's; the frame itself is kept either way."""
+        if not ann.exists():
+            return None
+        try:
+            labels = load_label_png(ann)
+        except Exception as exc:  # noqa: BLE001
+            self.skip(ann, f"unreadable annotation: {exc}", on_skip)
+            return None
+        if labels.shape != image.shape[:2]:
+            self.skip(
+                ann,
+                f"mask size {labels.shape[1]}x{labels.shape[0]} differs from frame size "
+                f"{image.shape[1]}x{image.shape[0]}; frame kept without ground truth",
+                on_skip,
+            )
+            return None
+        return labels
 
     def videos(self) -> list[VideoRef]:
         if not self.root.exists():

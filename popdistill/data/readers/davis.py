@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from popdistill.data.readers._images import boxes_from_labels, list_images, load_label_png, load_rgb
+from popdistill.data.readers._images import boxes_from_labels, list_images, load_rgb
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
@@ -68,23 +68,10 @@ class DavisReader(Reader):
                 continue
             frame = int(path.stem) if path.stem.isdigit() else index
             gt_mask = gt_boxes = None
-            ann = ann_dir / f"{path.stem}.png"
-            if ann.exists():
-                try:
-                    labels = load_label_png(ann)
-                except Exception as exc:  # noqa: BLE001
-                    self.skip(ann, f"unreadable annotation: {exc}", on_skip)
-                    labels = None
-                if labels is not None and labels.shape != image.shape[:2]:
-                    self.skip(
-                        ann,
-                        f"mask size {labels.shape[1]}x{labels.shape[0]} differs from frame "
-                        f"size {image.shape[1]}x{image.shape[0]}; frame kept without ground truth",
-                        on_skip,
-                    )
-                elif labels is not None:
-                    gt_mask = labels > 0
-                    gt_boxes = boxes_from_labels(labels)
+            labels = self.labels_for(ann_dir / f"{path.stem}.png", image, on_skip)
+            if labels is not None:
+                gt_mask = labels > 0
+                gt_boxes = boxes_from_labels(labels)
             yield FrameRecord(
                 dataset=self.options.get("dataset_name", "davis"),
                 video=ref.video,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from popdistill.data.readers._images import list_images, load_label_png, load_rgb
+from popdistill.data.readers._images import list_images, load_rgb
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
@@ -90,23 +90,10 @@ class ObjectDiscoveryReader(Reader):
                 self.skip(path, f"unreadable image: {exc}", on_skip)
                 continue
             gt_mask = gt_boxes = None
-            ann = gt_dir / f"{path.stem}.png"
-            if ann.exists():
-                try:
-                    labels = load_label_png(ann)
-                except Exception as exc:  # noqa: BLE001
-                    self.skip(ann, f"unreadable ground truth: {exc}", on_skip)
-                    labels = None
-                if labels is not None and labels.shape != image.shape[:2]:
-                    self.skip(
-                        ann,
-                        f"mask size {labels.shape[1]}x{labels.shape[0]} differs from image "
-                        f"size {image.shape[1]}x{image.shape[0]}; image kept without ground truth",
-                        on_skip,
-                    )
-                elif labels is not None:
-                    gt_mask = labels > 0
-                    gt_boxes = mask_boxes(gt_mask, mode)
+            labels = self.labels_for(gt_dir / f"{path.stem}.png", image, on_skip)
+            if labels is not None:
+                gt_mask = labels > 0
+                gt_boxes = mask_boxes(gt_mask, mode)
             yield FrameRecord(
                 dataset=self.options.get("dataset_name", "object_discovery"),
                 video=ref.video,
