@@ -60,9 +60,16 @@ def _store_rows(path: str) -> list[dict]:
     return pads.dataset(files, format="parquet").to_table(columns=["video", "frame", "score", "teacher"]).to_pylist()
 
 
-def test_teacher_store_selection_and_report(ray_session, corpus, tmp_path):
-    png = tmp_path / "png"
-    report = run_teacher(_cfg(corpus, tmp_path / "run", export_png=str(png)), log=lambda *_: None)
+@pytest.fixture(scope="module")
+def first_run(ray_session, corpus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teacher")
+    png = tmp / "png"
+    report = run_teacher(_cfg(corpus, tmp / "run", export_png=str(png)), log=lambda *_: None)
+    return report, tmp / "run", png
+
+
+def test_teacher_store_selection_and_report(first_run):
+    report, out, png = first_run
     rows = _store_rows(report["store"])
     # Every good frame is in the store: 12 + 12 + 11 (one corrupt frame), none of the short video.
     assert len(rows) == 35
@@ -86,14 +93,14 @@ def test_teacher_store_selection_and_report(ray_session, corpus, tmp_path):
     pngs = sorted(png.rglob("*.png"))
     assert len(pngs) == 35
     assert Image.open(png / "seq0" / "00000.png").size == (64, 64)
-    saved = json.loads((tmp_path / "run" / "teacher" / "report.json").read_text())
+    saved = json.loads((out / "teacher" / "report.json").read_text())
     assert saved["selection"]["kept"] == sel["kept"]
+    assert (out / "teacher" / "contact_sheet.png").exists()
 
 
-def test_teacher_resume_does_not_redo_finished_videos(ray_session, corpus, tmp_path):
-    out = tmp_path / "run"
-    first = run_teacher(_cfg(corpus, out, evaluate=False), log=lambda *_: None)
-    assert first["videos"]["processed_this_run"] == 4
+def test_teacher_resume_does_not_redo_finished_videos(first_run, corpus):
+    report, out, _ = first_run
+    assert report["videos"]["processed_this_run"] == 4
     marker = out / "teacher" / "store" / "seq0" / "chunk-00000.parquet"
     mtime = marker.stat().st_mtime_ns
     # A half-finished video (no done marker): its partial chunks are redone.
@@ -103,6 +110,7 @@ def test_teacher_resume_does_not_redo_finished_videos(ray_session, corpus, tmp_p
     assert second["frames_this_run"] == 12
     assert marker.stat().st_mtime_ns == mtime
     assert len(_store_rows(second["store"])) == 35
+    assert second["selection"]["kept"] == report["selection"]["kept"]
 
 
 def test_teacher_on_video_folder_with_a_corrupt_video(ray_session, tmp_path):
