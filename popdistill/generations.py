@@ -1,0 +1,329 @@
+"""The multi-generation loop (thesis ch. 3) as one resumable job: ``run_pipeline(cfg)``.
+
+    data (embedded world generated if missing) ; held-out: VideoPCA + centre prior
+    generation 1:  VideoPCA teacher -> top fraction by score -> population -> held-out
+                   evaluation (each student, Multi-Net) -> EvalSeg-Net
+    generation k:  gen k-1 students predict every training frame -> EvalSeg-Net scores them,
+                   each frame keeps its best mask, the best frames are kept -> a fresh
+                   population -> evaluation -> EvalSeg-Net
+    report:        the table (centre prior, VideoPCA, every student, Multi-Net: P, J, CorLoc)
+
+Every step is recorded in ``RUN_DIR/manifest.json`` when it finishes (:class:`Manifest`); a
+re-run continues after the last finished step, and the teacher / predict / train stages skip
+their finished videos / students inside a step. Tracking (:mod:`popdistill.tracking`): one
+parent run, a child per generation, children per student and EvalSeg-Net with lineage tags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from popdistill.errors import UserError
+from popdistill.pipeline.manifest import RESUMABLE_CHANGES, Manifest
+from popdistill.run_config import DataConfig, RunConfig, resolved, world_config
+from popdistill.storage import RunPath
+
+__all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]
+
+Log = Callable[[str], None]
+CENTRE, VIDEOPCA, MULTINET = "centre prior", "VideoPCA", "Multi-Net"
+
+
+def ensure_data(data: DataConfig, log: Log = print) -> dict[str, Any]:
+    """Generate the embedded world at ``data.path`` when ``world:`` is set and it is missing."""
+    if data.world is not None:
+        from popdistill.data.world_io import generate_world
+
+        manifest = generate_world(world_config(data.world), data.path, skip_existing=True,
+                                  progress=log)
+        return {"path": data.path, "generated": manifest["generated"], "stats": manifest.get("stats")}
+    if "://" not in data.path and not Path(data.path).exists():
+        raise UserError(f"{data.path}: data set folder not found")
+    return {"path": data.path, "generated": False}
+
+
+class _Run:
+    """One pipeline run's state: config, run directory, manifest, tracker and parent run."""
+
+    def __init__(self, cfg: RunConfig, log: Log):
+        from popdistill.tracking import create_tracker
+
+        self.cfg, self.log = cfg, log
+        self.root = RunPath.of(cfg.out).mkdir()
+        self.manifest = Manifest(self.root)
+        self.manifest.bind_config(resolved(cfg))
+        self.tracker = create_tracker(self.root.uri, cfg.tracking)
+        # MLflow params are fixed per run: the sections a resumed run may change are tags.
+        config = resolved(cfg)
+        self.parent = self.tracker.pipeline_run(
+            cfg.run_name, {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES})
+        self.parent.set_tags({f"popdistill.config.{k}": json.dumps(config[k], default=str)
+                              for k in RESUMABLE_CHANGES})
+
+    def step(self, name: str, fn: Callable[[], Any]) -> Any:
+        return self.manifest.run(name, fn, self.log)
+
+    def gen_root(self, k: int) -> RunPath:
+        return self.root / f"gen-{k}"
+
+
+# -- steps ----------------------------------------------------------------------------------
+def _heldout_baselines(run: _Run) -> dict[str, Any]:
+    """VideoPCA on the evaluation videos (also the students' validation store) and the
+    held-out scores of VideoPCA and the centre prior."""
+    from popdistill.pipeline.heldout import evaluate_heldout
+    from popdistill.teacher.pipeline import run_teacher
+
+    cfg = run.cfg
+    report = run_teacher(cfg.teacher_config(cfg.eval, (run.root / "eval").uri), log=run.log)
+    results, _ = evaluate_heldout(cfg.eval, {VIDEOPCA: report["store"]}, baselines=["centre"],
+                                  eval_config=cfg.eval_config(), log=run.log)
+    results[CENTRE] = results.pop("centre")
+    return {"store": report["store"], "results": {k: v["overall"] for k, v in results.items()}}
+
+
+def _teacher(run: _Run, gen_run) -> dict[str, Any]:
+    from popdistill.teacher.pipeline import run_teacher
+
+    report = run_teacher(run.cfg.teacher_config(run.cfg.data, run.gen_root(1).uri, 1), log=run.log)
+    sel, metrics = report["selection"], report.get("metrics") or {}
+    stats = {"selection/total": sel["total"], "selection/kept": sel["kept"],
+             "selection/kept_fraction": sel["kept"] / max(sel["total"], 1),
+             "selection/threshold": sel["threshold"],
+             "throughput/frames_per_s": report["frames_per_second"]}
+    for part, key in (("selected", "selection/J_kept"), ("rejected", "selection/J_rejected"),
+                      ("all", "teacher/J")):
+        if metrics.get(part, {}).get("J") is not None:
+            stats[key] = metrics[part]["J"]
+    gen_run.log_metrics(stats)
+    return {"store": report["store"], "selected": report["selected_store"],
+            "threshold": sel["threshold"], "teacher": "videopca", "stats": stats}
+
+
+def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunPath, k: int) -> dict:
+    from popdistill.students.predict import run_predict
+
+    stores = {}
+    for name, ckpt in checkpoints.items():
+        report = run_predict(run.cfg.predict_config(ckpt, data, (out / name).uri, k), log=run.log)
+        stores[name] = report["store"]
+    return stores
+
+
+def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str) -> dict[str, Any]:
+    import numpy as np
+
+    from popdistill.pipeline.rescore import rescore_predictions, select_scored
+    from popdistill.tracking import selection_summary
+
+    sel = run.cfg.selection
+    root = run.gen_root(k) / "selection"
+    scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log)
+    threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
+                              sel.threshold)
+    scores = np.asarray(scored["scores"], np.float64)
+    j = np.asarray(scored["j"], np.float64)
+    stats = selection_summary(scores >= threshold, threshold, j if np.isfinite(j).any() else None)
+    if np.isfinite(j).any():
+        stats["teacher/J"] = float(np.nanmean(j))
+    gen_run.log_metrics(stats)
+    run.log(f"selection: kept {int(stats['selection/kept'])} of {int(stats['selection/total'])} "
+            f"frames (EvalSeg score >= {threshold:.4f})")
+    return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
+            "teacher": f"evalseg+students:gen-{k - 1}", "chosen": scored["chosen"]}
+
+
+def _lineage(sel: dict[str, Any], k: int) -> dict[str, Any]:
+    return {"store": sel["selected"], "generation": k, "threshold": sel["threshold"],
+            "teacher": sel["teacher"]}
+
+
+def _train(run: _Run, gen_run, k: int, sel: dict[str, Any], val_store: str) -> dict[str, Any]:
+    from popdistill.train.launcher import train_population
+    from popdistill.train.loop import CHECKPOINT_FILE
+
+    cfgs = run.cfg.train_configs(sel["selected"], val_store, run.gen_root(k).uri)
+    results = train_population(cfgs, run.cfg.students.max_concurrent)
+    failed = {n: s["error"] for n, s in results.items() if "error" in s}
+    if failed:
+        name = sorted(failed)[0]
+        raise RuntimeError(f"generation {k}: student {name} failed: {failed[name]}")
+    out = {}
+    for name, s in results.items():
+        ckpt = f"{s['checkpoint']}/{CHECKPOINT_FILE}"
+        handle = run.tracker.student_run(gen_run, name, _lineage(sel, k))
+        handle.log_params({"student": s["student"], "model": s["config"]["model"],
+                           "epochs": s["config"]["epochs"], "lr": s["config"]["lr"],
+                           "batch_size": s["batch_size"]})
+        for h in s["history"]:
+            metrics = {"train/loss": h["train_loss"]}
+            if h.get("val_j") is not None:
+                metrics["val/J"] = h["val_j"]
+            handle.log_metrics(metrics, step=int(h["epoch"]))
+        handle.log_metrics({"throughput/frames_per_s": sum(h["train_frames"] for h in s["history"])
+                            / max(sum(h["epoch_seconds"] for h in s["history"]), 1e-9)})
+        if RunPath.of(ckpt).is_local:
+            handle.log_artifact(ckpt, "checkpoint")
+        out[name] = {"checkpoint": ckpt, "metrics": s["metrics"], "wall_seconds": s["wall_seconds"],
+                     "run_id": handle.run_id}
+    return out
+
+
+def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], train: dict, sel: dict) -> dict:
+    from popdistill.evaluate.report import save_mask_grid
+    from popdistill.pipeline.heldout import evaluate_heldout
+
+    cfg = run.cfg
+    results, grid = evaluate_heldout(cfg.eval, stores, {MULTINET: list(stores)},
+                                     eval_config=cfg.eval_config(), grid_frames=cfg.grid_frames,
+                                     log=run.log)
+    overall = {name: r["overall"] for name, r in results.items()}
+    local = run.root.is_local
+    for name in stores:
+        handle = run.tracker.student_run(gen_run, name, _lineage(sel, k))
+        handle.log_metrics({f"final/{m}": overall[name][m] for m in ("P", "J", "CorLoc")
+                            if overall[name][m] is not None})
+        if local and grid:
+            png = save_mask_grid(Path(run.gen_root(k).path) / "grids" / f"{name}.png", grid,
+                                 [name, MULTINET])
+            handle.log_artifact(png, "masks")
+        handle.end("FINISHED")
+    gen_run.log_metrics({f"{MULTINET}/{m}": overall[MULTINET][m] for m in ("P", "J", "CorLoc")
+                         if overall[MULTINET][m] is not None})
+    if local and grid:
+        png = save_mask_grid(Path(run.gen_root(k).path) / "grids" / "all.png", grid,
+                             [*stores, MULTINET])
+        gen_run.log_artifact(png, "masks")
+    return overall
+
+
+def _evalseg(run: _Run, gen_run, k: int, frames_store: str, train: dict, sel: dict) -> dict:
+    from popdistill.train.evalseg import train_evalseg
+
+    cfg = run.cfg.evalseg_config(frames_store, [t["checkpoint"] for t in train.values()],
+                                 run.gen_root(k).uri)
+    summary = train_evalseg(cfg, log=run.log)
+    handle = run.tracker.evalseg_run(gen_run, {**_lineage(sel, k), "frames": frames_store})
+    handle.log_params({"model": cfg.model, "epochs": cfg.epochs, "lr": cfg.lr,
+                       "students": ",".join(train)})
+    for epoch, loss in enumerate(summary["losses"]):
+        handle.log_metrics({"train/loss": loss}, step=epoch)
+    handle.log_metrics({"train/target_mean": summary["target_mean"], "train/pairs": summary["pairs"]})
+    if RunPath.of(summary["checkpoint"]).is_local:
+        handle.log_artifact(summary["checkpoint"], "checkpoint")
+    handle.end("FINISHED")
+    return summary
+
+
+def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[str, Any]:
+    gen_run = run.tracker.generation_run(run.parent, k)
+    g = f"gen-{k}"
+    if k == 1:
+        sel = run.step(f"{g}/teacher", lambda: _teacher(run, gen_run))
+        frames_store = sel["store"]
+    else:
+        frames_store = prev["frames_store"]
+        ckpts = {n: t["checkpoint"] for n, t in prev["train"].items()}
+        preds = run.step(f"{g}/predict", lambda: _predict(
+            run, ckpts, run.cfg.data, run.gen_root(k) / "predict", k))
+        sel = run.step(f"{g}/select", lambda: _select(
+            run, gen_run, k, preds, prev["evalseg"]["checkpoint"]))
+    train = run.step(f"{g}/train", lambda: _train(run, gen_run, k, sel, baselines["store"]))
+    ckpts = {n: t["checkpoint"] for n, t in train.items()}
+    eval_stores = run.step(f"{g}/predict-eval", lambda: _predict(
+        run, ckpts, run.cfg.eval, run.gen_root(k) / "eval", k))
+    overall = run.step(f"{g}/evaluate", lambda: _evaluate(run, gen_run, k, eval_stores, train, sel))
+    evalseg = run.step(f"{g}/evalseg", lambda: _evalseg(run, gen_run, k, frames_store, train, sel))
+    gen_run.end("FINISHED")
+    return {"generation": k, "selection": sel, "train": train, "results": overall,
+            "evalseg": evalseg, "frames_store": frames_store}
+
+
+# -- the report -----------------------------------------------------------------------------
+def results_table(baselines: dict, generations: list[dict]) -> list[dict[str, Any]]:
+    """Rows: centre prior, VideoPCA, then every generation's students and its Multi-Net last."""
+
+    def row(method: str, gen: Any, m: dict) -> dict[str, Any]:
+        return {"method": method, "generation": gen, "P": m.get("P"), "J": m.get("J"),
+                "CorLoc": m.get("CorLoc"), "frames": m.get("frames")}
+
+    rows = [row(CENTRE, "-", baselines["results"][CENTRE]),
+            row(VIDEOPCA, "-", baselines["results"][VIDEOPCA])]
+    for g in generations:
+        names = [n for n in g["results"] if n != MULTINET] + [MULTINET] * (MULTINET in g["results"])
+        rows += [row(name, g["generation"], g["results"][name]) for name in names]
+    return rows
+
+
+def format_results(rows: list[dict[str, Any]]) -> str:
+    """The table as text, P / J / CorLoc in percent."""
+
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    head = f"{'method':<22} {'gen':>3} {'P%':>6} {'J%':>6} {'CorLoc%':>8} {'frames':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['method'][:22]:<22} {r['generation']!s:>3} {pct(r['P']):>6} "
+                     f"{pct(r['J']):>6} {pct(r['CorLoc']):>8} {r['frames'] or 0:>7}")
+    return "\n".join(lines)
+
+
+def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> dict[str, Any]:
+    from popdistill.tracking import generation_figure
+
+    rows = results_table(baselines, generations)
+    series: dict[str, dict[int, float]] = {}
+    for g in generations:
+        for name, m in g["results"].items():
+            if m.get("J") is not None:
+                series.setdefault(name, {})[g["generation"]] = m["J"]
+        series.setdefault(VIDEOPCA, {})[g["generation"]] = baselines["results"][VIDEOPCA]["J"]
+    report = {"run": run.cfg.run_name, "run_dir": run.root.uri, "table": rows, "data": data,
+              "generations": [{k: g[k] for k in ("generation", "selection", "results")}
+                              for g in generations],
+              "step_seconds": run.manifest.seconds(), "config": resolved(run.cfg)}
+    for i, g in enumerate(generations):
+        report["generations"][i]["evalseg"] = {k: g["evalseg"][k] for k in ("checkpoint", "pairs",
+                                                                             "target_mean")}
+    (run.root / "report.json").write_json(report)
+    from popdistill.tracking import table_markdown
+
+    (run.root / "results.md").write_bytes(table_markdown(rows).encode())
+    run.parent.log_table(rows, "results")
+    run.parent.log_dict(report, "report.json")
+    if series:
+        run.parent.log_figure(generation_figure(series), "J_by_generation.png")
+    for g in generations:
+        js = [m["J"] for n, m in g["results"].items() if n != MULTINET and m.get("J") is not None]
+        if js:
+            run.parent.log_metrics({"students/mean_J": sum(js) / len(js)}, step=g["generation"])
+    return report
+
+
+def run_pipeline(cfg: RunConfig, log: Log = print) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline; returns the report (also ``RUN_DIR/report.json``)."""
+    from popdistill.ray_env import init_ray
+
+    t0 = time.time()
+    run = _Run(cfg, log)
+    try:
+        data = {"train": run.step("data/train", lambda: ensure_data(cfg.data, log)),
+                "eval": run.step("data/eval", lambda: ensure_data(cfg.eval, log))}
+        init_ray(cfg.resources.address, cfg.resources.num_cpus)
+        baselines = run.step("eval/videopca", lambda: _heldout_baselines(run))
+        generations: list[dict] = []
+        for k in range(1, cfg.generations + 1):
+            generations.append(_generation(run, k, generations[-1] if generations else None,
+                                           baselines))
+        report = _report(run, baselines, generations, data)
+    except BaseException:
+        run.parent.end("FAILED")
+        raise
+    run.parent.end("FINISHED")
+    log(f"run: finished in {time.time() - t0:.1f} s -> {run.root.uri}/report.json")
+    return report

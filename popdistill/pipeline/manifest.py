@@ -1,0 +1,78 @@
+"""The run manifest: ``RUN_DIR/manifest.json``, the record of finished steps.
+
+A step is finished once its result is in the manifest; a re-run of the same command skips it
+and reuses the stored result. The file is rewritten atomically after every step
+(:meth:`RunPath.write_json`), so a driver killed at any moment leaves a valid manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from popdistill.errors import UserError
+from popdistill.storage import RunPath
+
+__all__ = ["Manifest"]
+
+# Config sections that may change between a run and its resumption (where and how it runs).
+RESUMABLE_CHANGES = ("out", "resources", "tracking")
+
+
+class Manifest:
+    """Finished steps of one run, in order, each with its result and timings."""
+
+    def __init__(self, root: RunPath):
+        self.path = root / "manifest.json"
+        self.data: dict[str, Any] = self.path.read_json() if self.path.exists() else {}
+        self.data.setdefault("steps", {})
+
+    @property
+    def steps(self) -> dict[str, dict[str, Any]]:
+        return self.data["steps"]
+
+    def bind_config(self, config: dict[str, Any]) -> None:
+        """Record the run's config; a resumed run must use the same one (up to where and how
+        it runs: ``out``, ``resources``, ``tracking``)."""
+        key = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+        before = self.data.get("config")
+        if before is not None:
+            old = {k: v for k, v in before.items() if k not in RESUMABLE_CHANGES}
+            changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
+            if changed:
+                raise UserError(
+                    f"{self.path.uri}: this run directory holds a run of another config "
+                    f"(section {changed[0]!r} differs); use a new --out or the original config"
+                )
+        self.data["config"] = config
+        self.data.setdefault("created", time.time())
+        self.path.write_json(self.data)
+
+    def done(self, step: str) -> bool:
+        return step in self.steps
+
+    def result(self, step: str) -> Any:
+        return self.steps[step]["result"]
+
+    def finish(self, step: str, result: Any, started: float) -> None:
+        self.steps[step] = {"started": started, "finished": time.time(),
+                            "seconds": time.time() - started, "result": result}
+        self.path.write_json(self.data)
+
+    def run(self, step: str, fn: Callable[[], Any], log: Callable[[str], None] = print) -> Any:
+        """``fn()``'s result, computed once: a finished step returns its stored result."""
+        if self.done(step):
+            log(f"[{step}] finished before ({self.steps[step]['seconds']:.1f} s); skipped")
+            return self.result(step)
+        log(f"[{step}] ...")
+        started = time.time()
+        # exactly as a resumed run reads it back (write_json sorts keys)
+        result = json.loads(json.dumps(fn(), default=str, sort_keys=True))
+        self.finish(step, result, started)
+        log(f"[{step}] done in {self.steps[step]['seconds']:.1f} s")
+        return result
+
+    def seconds(self) -> dict[str, float]:
+        return {name: s["seconds"] for name, s in self.steps.items()}

@@ -1,0 +1,134 @@
+"""Generation >= 2 selection: EvalSeg-Net scores every student's mask of every training frame,
+each frame keeps its best-scored mask, then the best frames are kept.
+
+    rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
+                                                   best mask, ``score`` = its EvalSeg score
+    select_scored(scored, selected, top|threshold)  the kept frames as the selected store
+
+Both are resumable per video / idempotent. Only one video's frames are in memory at a time;
+the per-frame scores (and J where there is ground truth) are returned for the statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from popdistill.storage import RunPath
+
+__all__ = ["best_per_frame", "rescore_predictions", "select_scored"]
+
+
+def best_per_frame(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the best student, its score) per frame for scores frames x students; ties go
+    to the first student."""
+    scores = np.asarray(scores, np.float64)
+    best = np.argmax(scores, axis=1)
+    return best, scores[np.arange(len(scores)), best]
+
+
+def _video_records(store: RunPath, video_dir: str) -> dict[int, Any]:
+    import pyarrow.parquet as pq
+
+    from popdistill.data.schema import table_to_records
+
+    out = {}
+    for f in (store / video_dir).files(".parquet"):
+        for r in table_to_records(pq.read_table(f, filesystem=store.fs)):
+            out[int(r.frame)] = r
+    return out
+
+
+def _frame_j(mask: np.ndarray, gt: np.ndarray | None) -> float:
+    from popdistill.evaluate.metrics import binarize, jaccard, resize_mask
+
+    if gt is None:
+        return float("nan")
+    return jaccard(binarize(resize_mask(mask, gt.shape[:2])), np.asarray(gt, bool))
+
+
+def rescore_predictions(
+    stores: Mapping[str, str],
+    evalseg_checkpoint: str,
+    scored: RunPath,
+    generation: int,
+    batch_size: int = 64,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Score each student's masks (``stores``: student -> prediction store) with EvalSeg-Net
+    and write each frame's best one to ``scored/<video>.parquet`` (teacher
+    ``evalseg:<student>``, ``score`` = the EvalSeg score, ``generation``). Videos already
+    scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen`` counts."""
+    import torch
+
+    from popdistill.data.schema import records_to_table
+    from popdistill.students import load_checkpoint
+    from popdistill.train.evalseg import score_masks
+
+    model = load_checkpoint(evalseg_checkpoint)[0].eval()
+    names = list(stores)
+    roots = {n: RunPath.of(p) for n, p in stores.items()}
+    videos = sorted(set.intersection(*(set(r.listdir()) for r in roots.values())))
+    stats = scored / "stats"
+    chosen = dict.fromkeys(names, 0)
+    all_scores: list[float] = []
+    all_j: list[float] = []
+    for video in videos:
+        target = scored / f"{video}.parquet"
+        if target.exists() and (stats / f"{video}.json").exists():
+            info = (stats / f"{video}.json").read_json()
+        else:
+            per_student = {n: _video_records(roots[n], video) for n in names}
+            frames = sorted(set.intersection(*(set(r) for r in per_student.values())))
+            scores = np.zeros((len(frames), len(names)))
+            for k, name in enumerate(names):
+                recs = [per_student[name][f] for f in frames]
+                for s in range(0, len(recs), batch_size):
+                    part = recs[s : s + batch_size]
+                    images = torch.from_numpy(np.stack([r.image for r in part])).permute(0, 3, 1, 2)
+                    masks = torch.from_numpy(np.stack([r.mask for r in part]).astype(np.float32))
+                    scores[s : s + len(part), k] = score_masks(model, images, masks[:, None]).numpy()
+            best, best_scores = best_per_frame(scores)
+            kept = []
+            for f, b, sc in zip(frames, best, best_scores):
+                r = per_student[names[b]][f]
+                r.score, r.generation = float(sc), int(generation)
+                r.teacher = f"evalseg:{names[b]}"
+                kept.append(r)
+            info = {
+                "scores": [float(s) for s in best_scores],
+                "j": [_frame_j(r.mask, r.gt_mask) for r in kept],
+                "chosen": [names[b] for b in best],
+            }
+            target.write_table(records_to_table(kept))
+            (stats / f"{video}.json").write_json(info)
+        all_scores += info["scores"]
+        all_j += [float(x) for x in info["j"]]
+        for name in info["chosen"]:
+            chosen[name] = chosen.get(name, 0) + 1
+    log(f"rescore: {len(all_scores)} frames of {len(videos)} videos scored by EvalSeg-Net; "
+        f"best masks from {chosen}")
+    return {"scores": all_scores, "j": all_j, "chosen": chosen, "videos": len(videos)}
+
+
+def select_scored(
+    scored: RunPath, selected: RunPath, scores: list[float], top: float, threshold: float | None
+) -> float:
+    """Write the frames of ``scored`` with score >= the threshold (``threshold``, or the one
+    keeping the ``top`` fraction of ``scores``) to ``selected``; returns the threshold."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from popdistill.teacher.selection import ScorePool
+
+    if threshold is None:
+        threshold = ScorePool(np.asarray(scores, np.float64)).threshold(top) if scores else 1.0
+    selected.delete()
+    for f in scored.files(".parquet"):
+        table = pq.read_table(f, filesystem=scored.fs)
+        table = table.filter(pc.greater_equal(table["score"], threshold))
+        if table.num_rows:
+            (selected / f.rsplit("/", 1)[-1]).write_table(table)
+    return float(threshold)

@@ -1,0 +1,44 @@
+"""``popdistill run CONFIG``: the whole multi-generation pipeline as one resumable command."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run the multi-generation pipeline (teacher -> students -> EvalSeg-Net -> ...) from one config"
+DESCRIPTION = """\
+Run the whole pipeline described by one YAML config: the VideoPCA teacher on the training
+videos, selection, a population of students, held-out evaluation (each student and the
+Multi-Net product), EvalSeg-Net; then, for every further generation, the previous students'
+masks scored by EvalSeg-Net, the best kept, a fresh population trained, evaluated, ...
+
+The config is validated before any work starts. The run directory (config `out`, or --out)
+holds the stores, checkpoints, report.json, results.md and manifest.json (the finished
+steps): re-running the same command after a crash continues where it stopped. MLflow runs go
+to RUN_DIR/mlflow.db unless tracking.uri is set; open them with `popdistill ui RUN_DIR`.
+
+examples:
+  popdistill run configs/quickstart.yaml
+  popdistill run configs/quickstart.yaml --out runs/try2
+  popdistill run configs/cluster_aws.yaml --address auto     (on a cluster's head node)
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="run config (YAML), e.g. configs/quickstart.yaml")
+    p.add_argument("--out", help="run directory (overrides the config's `out`)")
+    p.add_argument("--address", help="Ray cluster address (default: resources.address, "
+                   "RAY_ADDRESS, else a local Ray)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from popdistill.generations import format_results, run_pipeline
+    from popdistill.run_config import load_run_config
+
+    cfg = load_run_config(args.config, out=args.out)
+    if args.address:
+        cfg.resources.address = args.address
+    report = run_pipeline(cfg, log=lambda m: print(m, flush=True))
+    print()
+    print(format_results(report["table"]))
+    print(f"\nreport: {report['run_dir']}/report.json   tracking UI: popdistill ui {cfg.out}")
+    return 0

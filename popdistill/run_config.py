@@ -1,0 +1,283 @@
+"""The one YAML config of a pipeline run (``popdistill run CONFIG``), validated before any work.
+
+Sections: ``data`` (training videos), ``eval`` (held-out evaluation videos, any reader format),
+``teacher`` (fields of :class:`~popdistill.teacher.pipeline.TeacherConfig`), ``selection``,
+``students``, ``training`` (fields of :class:`~popdistill.train.TrainConfig`), ``evalseg``
+(fields of :class:`~popdistill.train.evalseg.EvalSegTrainConfig`), ``generations``,
+``tracking`` and ``resources``. The library sections are checked by loading the library's own
+dataclass (with the fields the pipeline fills in left out), so a wrong field fails at once with
+its dotted name (``training.epochs``) and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from popdistill.config import choice, load
+from popdistill.errors import UserError
+from popdistill.tracking import TrackingConfig
+
+__all__ = [
+    "DataConfig",
+    "SelectionConfig",
+    "StudentsConfig",
+    "ResourcesConfig",
+    "RunConfig",
+    "PIPELINE_FIELDS",
+    "load_run_config",
+    "parse_run_config",
+]
+
+# Fields of the library configs that the pipeline fills in itself (per step / generation).
+PIPELINE_FIELDS = {
+    "teacher": {"data", "format", "out", "reader_options", "generation", "evaluate", "select_top"},
+    "training": {"store", "val_store", "out", "student", "name", "model", "use_gpu",
+                 "cpus_per_worker", "fault_epoch", "fault_marker"},
+    "evalseg": {"store", "students", "out"},
+}
+
+
+@dataclass
+class DataConfig:
+    """A data set: ``path`` read by the reader ``format`` with ``reader_options``. With
+    ``world`` (``popdistill world`` parameters: preset, videos, frames, size, seed, knobs) the
+    embedded world is generated at ``path`` when it is missing."""
+
+    path: str = ""
+    format: str = "davis"
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    world: dict[str, Any] | None = None
+
+    def validate(self) -> None:
+        if not self.path:
+            raise UserError("path: the data set folder is required")
+        if self.world is not None:
+            world_config(self.world)
+
+    def generated(self) -> bool:
+        return self.world is not None
+
+
+def world_config(params: dict[str, Any]):
+    """The WorldConfig of a ``world:`` section (``preset`` plus WorldConfig overrides)."""
+    from popdistill.data.world import make_config
+
+    params = dict(params)
+    preset = params.pop("preset", "medium")
+    if "camera_motions" in params and isinstance(params["camera_motions"], list):
+        params["camera_motions"] = tuple(params["camera_motions"])
+    for key in [k for k, v in params.items() if isinstance(v, list)]:
+        params[key] = tuple(params[key])
+    try:
+        return make_config(preset, **params)
+    except (UserError, TypeError, ValueError) as exc:
+        raise UserError(f"world: {exc}") from exc
+
+
+@dataclass
+class SelectionConfig:
+    """Which pseudo-labels each generation trains on.
+
+    Generation 1 keeps the ``top`` fraction of frames by the VideoPCA score (mean of the
+    mask's non-zero values). Generation k >= 2 scores every student's mask of every frame with
+    EvalSeg-Net, keeps each frame's best-scored mask and then the frames whose score is
+    >= ``threshold`` or, when no threshold is set, the ``top`` fraction.
+    """
+
+    top: float = 0.1
+    threshold: float | None = None
+
+    def validate(self) -> None:
+        if not 0.0 < self.top <= 1.0:
+            raise UserError(f"top: {self.top} is not in (0, 1]")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise UserError(f"threshold: {self.threshold} is not in [0, 1]")
+
+
+@dataclass
+class StudentsConfig:
+    """The population: registry names, per-student ``create_student`` keywords, and how many
+    train at once (None: as many as the cluster fits)."""
+
+    names: list[str] = field(default_factory=lambda: ["lowres_tiny", "unet_tiny"])
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_concurrent: int | None = None
+
+    def validate(self) -> None:
+        from popdistill.students import list_students
+
+        if not self.names:
+            raise UserError("names: at least one student is needed")
+        valid = list_students()
+        for i, name in enumerate(self.names):
+            if name not in valid:
+                raise UserError(f"names[{i}]: {name!r} is not one of {', '.join(valid)}")
+        if len(set(self.names)) != len(self.names):
+            raise UserError(f"names: duplicate names in {self.names}")
+        unknown = sorted(set(self.models) - set(self.names))
+        if unknown:
+            raise UserError(f"models.{unknown[0]}: not one of the students {self.names}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise UserError(f"max_concurrent: must be >= 1, got {self.max_concurrent}")
+
+
+@dataclass
+class ResourcesConfig:
+    """Ray: ``address`` (None: ``RAY_ADDRESS`` or a local Ray of ``num_cpus``), inference
+    actors, CPUs per training worker / inference actor, and GPUs (auto: when the cluster has
+    them)."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    actors: int = 2
+    cpus_per_worker: float = 0.9
+    actor_cpus: float = 0.9
+    gpu: str = choice("auto", ["auto", "yes", "no"])
+    gpus_per_actor: float = 0.25
+
+    def validate(self) -> None:
+        if self.actors < 1:
+            raise UserError(f"actors: must be >= 1, got {self.actors}")
+        if self.cpus_per_worker < 0 or self.actor_cpus < 0 or self.gpus_per_actor < 0:
+            raise UserError("cpus_per_worker, actor_cpus, gpus_per_actor: must be >= 0")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise UserError(f"num_cpus: must be >= 1, got {self.num_cpus}")
+
+
+@dataclass
+class RunConfig:
+    """A whole pipeline run. ``out``: the run directory (local path or bucket URI)."""
+
+    data: DataConfig
+    eval: DataConfig
+    out: str = "runs/run"
+    name: str | None = None  # the MLflow parent run's name; default: the run directory's name
+    generations: int = 2
+    teacher: dict[str, Any] = field(default_factory=dict)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    students: StudentsConfig = field(default_factory=StudentsConfig)
+    training: dict[str, Any] = field(default_factory=dict)
+    evalseg: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields
+    grid_frames: int = 6  # frames in each mask-grid PNG
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def validate(self) -> None:
+        if self.generations < 1:
+            raise UserError(f"generations: must be >= 1, got {self.generations}")
+        if not self.out:
+            raise UserError("out: the run directory is required")
+        if self.grid_frames < 0:
+            raise UserError(f"grid_frames: must be >= 0, got {self.grid_frames}")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or Path(self.out.rstrip("/")).name or "run"
+
+    # -- the library configs of each step ----------------------------------------------------
+    def use_gpu(self) -> bool | None:
+        return {"auto": None, "yes": True, "no": False}[self.resources.gpu]
+
+    def teacher_config(self, data: DataConfig, out: str, generation: int = 1):
+        from popdistill.teacher.pipeline import TeacherConfig
+
+        values = {**self.teacher, "data": data.path, "format": data.format, "out": out,
+                  "reader_options": data.reader_options, "generation": generation,
+                  "select_top": self.selection.top, "evaluate": True}
+        values.setdefault("actors", self.resources.actors)
+        return load(TeacherConfig, values, "teacher")
+
+    def train_configs(self, store: str, val_store: str | None, out: str) -> list:
+        from popdistill.train.config import PopulationConfig, TrainConfig
+
+        train = load(TrainConfig, {**self.training, "store": store, "val_store": val_store,
+                                   "out": out, "use_gpu": self.use_gpu(),
+                                   "cpus_per_worker": self.resources.cpus_per_worker}, "training")
+        pop = load(PopulationConfig, {"train": train, "students": list(self.students.names),
+                                      "models": self.students.models}, "students")
+        return pop.configs()
+
+    def evalseg_config(self, store: str, students: list[str], out: str):
+        from popdistill.train.evalseg import EvalSegTrainConfig
+
+        return load(EvalSegTrainConfig, {**self.evalseg, "store": store, "students": students,
+                                          "out": out}, "evalseg")
+
+    def eval_config(self):
+        from popdistill.evaluate.metrics import EvalConfig
+
+        return load(EvalConfig, self.evaluation, "evaluation")
+
+    def predict_config(self, checkpoint: str, data: DataConfig, out: str, generation: int):
+        from popdistill.students.predict import PredictConfig
+
+        gpu = self.use_gpu()
+        if gpu is None:
+            from popdistill.train.launcher import cluster_has_gpus
+
+            gpu = cluster_has_gpus()
+        return load(PredictConfig, {
+            "checkpoint": checkpoint, "data": data.path, "format": data.format, "out": out,
+            "reader_options": data.reader_options, "generation": generation,
+            "actors": self.resources.actors, "actor_cpus": self.resources.actor_cpus,
+            "actor_gpus": self.resources.gpus_per_actor if gpu else 0.0, "torch_threads": 1,
+            "chunk_frames": int(self.teacher.get("chunk_frames", 128)),
+        })
+
+
+def _check_section(cfg: RunConfig, section: str) -> None:
+    values = getattr(cfg, section)
+    owned = sorted(PIPELINE_FIELDS.get(section, set()) & set(values))
+    if owned:
+        raise UserError(f"{section}.{owned[0]}: set by the pipeline, not in the config")
+
+
+def parse_run_config(data: Any, out: str | None = None) -> RunConfig:
+    """A validated RunConfig from plain values (``out`` overrides ``data["out"]``).
+
+    Every step's library config is built once here with placeholder paths, so a bad field in
+    ``teacher``, ``training``, ``evalseg`` or ``evaluation`` fails before any work starts.
+    """
+    if not isinstance(data, dict):
+        raise UserError(f"config: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
+    if out is not None:
+        data["out"] = out
+    for section in ("data", "eval"):
+        if section not in data:
+            raise UserError(f"{section}: required (path, format, ...)")
+    cfg = load(RunConfig, data)
+    for section in ("teacher", "training", "evalseg"):
+        _check_section(cfg, section)
+    placeholder = DataConfig(path="-")
+    cfg.teacher_config(placeholder, "-")
+    cfg.train_configs("-", None, "-")
+    cfg.evalseg_config("-", ["-"], "-")
+    cfg.eval_config()
+    return cfg
+
+
+def load_run_config(path: str | Path, out: str | None = None) -> RunConfig:
+    """Read and validate a run config file; errors name the file and the dotted field."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return parse_run_config(data, out)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+
+
+def resolved(cfg: RunConfig) -> dict[str, Any]:
+    """The config as plain values (MLflow params, report.json, the manifest)."""
+    return dataclasses.asdict(cfg)

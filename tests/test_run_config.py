@@ -1,0 +1,187 @@
+"""The run config: validated before any work, errors name the dotted field and the choices;
+the manifest; the pure pieces of the loop (best mask per frame, Multi-Net product, table)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from popdistill.errors import UserError
+from popdistill.generations import format_results, results_table
+from popdistill.pipeline.heldout import product_mask
+from popdistill.pipeline.manifest import Manifest
+from popdistill.pipeline.rescore import best_per_frame
+from popdistill.run_config import load_run_config, parse_run_config
+from popdistill.storage import RunPath
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = {
+    "out": "runs/x",
+    "data": {"path": "data/train", "world": {"preset": "medium", "videos": 4, "frames": 12,
+                                             "size": 64}},
+    "eval": {"path": "data/eval", "format": "davis"},
+    "teacher": {"chunk_frames": 12, "videopca": {"size": 64, "window": 12, "min_window": 4}},
+    "students": {"names": ["lowres_tiny", "unet_tiny"]},
+    "training": {"epochs": 2, "batch_size": 8},
+    "evalseg": {"model": "evalseg_tiny", "epochs": 1},
+}
+
+
+def with_(path: str, value) -> dict:
+    """BASE with the dotted ``path`` set to ``value``."""
+    data = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return data
+
+
+def error(data: dict) -> str:
+    with pytest.raises(UserError) as info:
+        parse_run_config(data)
+    return str(info.value)
+
+
+def test_valid_config_builds_every_step_config():
+    cfg = parse_run_config(BASE, out="runs/elsewhere")
+    assert cfg.out == "runs/elsewhere" and cfg.run_name == "elsewhere"
+    teacher = cfg.teacher_config(cfg.data, "runs/elsewhere/gen-1")
+    assert (teacher.data, teacher.chunk_frames, teacher.select_top) == ("data/train", 12, 0.1)
+    assert teacher.videopca.window == 12 and teacher.actors == cfg.resources.actors
+    trains = cfg.train_configs("s/selected", "s/val", "runs/elsewhere/gen-1")
+    assert [t.student for t in trains] == ["lowres_tiny", "unet_tiny"]
+    assert all(t.epochs == 2 and t.store == "s/selected" and t.val_store == "s/val" for t in trains)
+    assert all(t.use_gpu is None and t.cpus_per_worker == 0.9 for t in trains)  # gpu: auto
+    es = cfg.evalseg_config("s/frames", ["a.pt", "b.pt"], "o")
+    assert (es.model, es.epochs, es.students) == ("evalseg_tiny", 1, ["a.pt", "b.pt"])
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("colour", 1, "unknown field 'colour'; valid fields: data, eval,"),
+        ("training.epochz", 3, "unknown field 'training.epochz'; valid fields: augment,"),
+        ("teacher.videopca.kk", 3, "unknown field 'teacher.videopca.kk'"),
+        ("data.fromat", "davis", "unknown field 'data.fromat'; valid fields: format, path,"),
+        ("training.loss", "l1", "training.loss: 'l1' is not one of mse, bce"),
+        ("resources.gpu", "maybe", "resources.gpu: 'maybe' is not one of auto, yes, no"),
+        ("evaluation.box_mode", "biggest", "evaluation: box_mode: 'biggest' is not one of"),
+        ("training.epochs", "three", "training.epochs: expected an integer, got 'three'"),
+        ("generations", 2.5, "generations: expected an integer, got 2.5"),
+        ("teacher.videopca.k", "3", "teacher.videopca.k: expected an integer"),
+        ("selection.top", 1.5, "selection: top: 1.5 is not in (0, 1]"),
+        ("students.names", ["lowres_tiny", "resnet"], "names[1]: 'resnet' is not one of denseunet,"),
+        ("students.models", {"unet": {}}, "models.unet: not one of the students"),
+        ("training.store", "x", "training.store: set by the pipeline"),
+        ("data.world.preset", "extreme", "unknown world preset 'extreme'; valid presets: easy,"),
+        ("generations", 0, "generations: must be >= 1"),
+    ],
+)
+def test_a_wrong_field_fails_with_its_dotted_name(path, value, expected):
+    assert expected in error(with_(path, value))
+
+
+def test_missing_sections_and_file_errors_name_the_file(tmp_path):
+    assert "eval: required" in error({k: v for k, v in BASE.items() if k != "eval"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_("training.lr", "fast")))
+    with pytest.raises(UserError, match=r"bad.yaml: training.lr: expected a number"):
+        load_run_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_run_config(tmp_path / "missing.yaml")
+
+
+def _shape(value):
+    """The nesting of a config: mappings to their keys' shapes, leaves to None."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items() if k != "models"}
+    return None
+
+
+def test_shipped_configs_load_and_the_cluster_one_differs_only_in_values():
+    quick = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
+    cluster = yaml.safe_load((ROOT / "configs/cluster_aws.yaml").read_text())
+    q, c = load_run_config(ROOT / "configs/quickstart.yaml"), load_run_config(
+        ROOT / "configs/cluster_aws.yaml")
+    assert q.generations == c.generations == 2 and q.run_name == "quickstart"
+    assert c.out.startswith("s3://") and c.tracking.uri.startswith("http://")
+    assert _shape(quick) == _shape(cluster)  # the same sections and fields
+    assert q.selection == c.selection and q.data.world["seed"] == c.data.world["seed"]
+
+
+def test_manifest_runs_a_step_once_and_survives_reopening(tmp_path):
+    root = RunPath.of(tmp_path)
+    calls = []
+    m = Manifest(root)
+    m.bind_config({"out": "a", "data": 1})
+    assert m.run("s1", lambda: calls.append(1) or {"x": 1.5}, log=lambda _: None) == {"x": 1.5}
+    finished = m.steps["s1"]["finished"]
+    again = Manifest(root)  # a resumed driver
+    again.bind_config({"out": "b", "data": 1})  # `out` may change
+    assert again.run("s1", lambda: calls.append(2), log=lambda _: None) == {"x": 1.5}
+    assert calls == [1] and again.steps["s1"]["finished"] == finished
+    assert json.loads((tmp_path / "manifest.json").read_text())["steps"]["s1"]["result"] == {"x": 1.5}
+    with pytest.raises(UserError, match="section 'data' differs"):
+        Manifest(root).bind_config({"out": "a", "data": 2})
+
+
+def test_best_per_frame_takes_the_highest_score_first_on_ties():
+    scores = np.array([[0.2, 0.9, 0.1], [0.5, 0.5, 0.4], [0.0, 0.1, 0.3]])
+    best, value = best_per_frame(scores)
+    assert best.tolist() == [1, 0, 2] and value.tolist() == [0.9, 0.5, 0.3]
+
+
+def test_product_mask_multiplies_masks_resized_to_the_frame():
+    a = np.full((2, 2), 0.5, np.float32)
+    b = np.array([[1.0, 0.0], [0.5, 1.0]], np.float32)
+    out = product_mask([a, b], (2, 2))
+    assert np.allclose(out, [[0.5, 0.0], [0.25, 0.5]])
+    assert product_mask([np.full((4, 4), 0.5, np.float32)] * 2, (8, 8)).shape == (8, 8)
+    assert np.allclose(product_mask([np.full((4, 4), 0.5, np.float32)] * 2, (8, 8)), 0.25)
+
+
+def test_results_table_lists_baselines_then_each_generation():
+    m = {"P": 0.9, "J": 0.25, "CorLoc": None, "frames": 10}
+    baselines = {"results": {"centre prior": {**m, "J": 0.1}, "VideoPCA": m}}
+    gens = [{"generation": 1, "results": {"Multi-Net": {**m, "P": 0.95}, "a": m}},
+            {"generation": 2, "results": {"a": {**m, "J": 0.5}, "Multi-Net": m}}]
+    rows = results_table(baselines, gens)
+    assert [(r["method"], r["generation"]) for r in rows] == [
+        ("centre prior", "-"), ("VideoPCA", "-"), ("a", 1), ("Multi-Net", 1), ("a", 2),
+        ("Multi-Net", 2)]
+    text = format_results(rows).splitlines()
+    assert text[2].split() == ["centre", "prior", "-", "90.0", "10.0", "-", "10"]
+    assert text[6].split() == ["a", "2", "90.0", "50.0", "-", "10"]
+    assert not math.isnan(rows[3]["P"])
+
+
+def test_job_entry_accepts_the_config_flag_or_a_bare_file():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_job", ROOT / "jobs/run.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job._argv(["--config", "c.yaml", "--out", "o"]) == ["run", "c.yaml", "--out", "o"]
+    assert job._argv(["--out", "o", "--config", "c.yaml"]) == ["run", "c.yaml", "--out", "o"]
+    assert job._argv(["c.yaml"]) == ["run", "c.yaml"]
+
+
+def test_cli_run_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
+    from popdistill.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    data = with_("students.names", ["unet_tiny", "unet_tiny"])
+    bad.write_text(yaml.safe_dump({**data, "out": str(tmp_path / "run")}))
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "popdistill run: error:" in err and "names: duplicate names" in err
+    assert not (tmp_path / "run").exists()  # failed before any work
