@@ -18,7 +18,7 @@ import yaml
 
 from popdistill.errors import UserError
 
-__all__ = ["load", "load_yaml", "to_dict", "choice"]
+__all__ = ["load", "load_yaml", "parse_yaml_file", "to_dict", "choice"]
 
 T = TypeVar("T")
 
@@ -34,6 +34,11 @@ def to_dict(cfg: Any) -> dict:
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
+    return parse_yaml_file(path, lambda data: load(cls, data))
+
+
+def parse_yaml_file(path: str | Path, parse):
+    """Read a YAML file and hand its mapping to ``parse``; every error names the file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -42,7 +47,7 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        return load(cls, data)
+        return parse(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from exc
 

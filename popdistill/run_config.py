@@ -263,19 +263,9 @@ def parse_run_config(data: Any, out: str | None = None) -> RunConfig:
 
 def load_run_config(path: str | Path, out: str | None = None) -> RunConfig:
     """Read and validate a run config file; errors name the file and the dotted field."""
-    import yaml
+    from popdistill.config import parse_yaml_file
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return parse_run_config(data, out)
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from exc
+    return parse_yaml_file(path, lambda data: parse_run_config(data, out))
 
 
 def resolved(cfg: RunConfig) -> dict[str, Any]:
