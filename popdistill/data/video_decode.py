@@ -41,9 +41,14 @@ class VideoDecodeError(RuntimeError):
         super().__init__(f"{reason} (decoded {decoded}{of} frames)")
 
 
-def _size(size: int | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+def parse_size(size: int | str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """A frame size as (height, width): from an int, a pair, or text such as "128" or
+    "96x128" (height x width, as reader options arrive from the command line)."""
     if size is None:
         return None
+    if isinstance(size, str):
+        parts = size.lower().split("x")
+        size = int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
     if isinstance(size, int):
         return (size, size)
     h, w = (int(s) for s in size)
@@ -104,7 +109,7 @@ def decode_video_indexed(
     """Like :func:`decode_video`, yielding (frame numbers (n,) int64, frames (n, H, W, 3))."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    target = _size(size)
+    target = parse_size(size)
     try:
         container = av.open(str(path))
     except _DECODE_ERRORS as exc:

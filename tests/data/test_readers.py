@@ -344,3 +344,13 @@ def test_records_of_every_reader_fit_the_schema(tmp_path):
         records = list(create_reader(name, root))
         table = records_to_table(records)
         assert table.num_rows == len(records) > 0
+
+
+def test_reader_size_option_accepts_command_line_text():
+    from popdistill.data.video_decode import parse_size
+
+    assert parse_size("128") == (128, 128)
+    assert parse_size("96x128") == (96, 128)
+    assert parse_size(64) == (64, 64)
+    assert parse_size([48, 80]) == (48, 80)
+    assert parse_size(None) is None

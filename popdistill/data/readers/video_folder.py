@@ -26,7 +26,7 @@ from PIL import Image
 from popdistill.data.readers._images import IMAGE_SUFFIXES, load_rgb
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
-from popdistill.data.video_decode import VideoDecodeError, decode_video_indexed
+from popdistill.data.video_decode import VideoDecodeError, decode_video_indexed, parse_size
 
 __all__ = ["VIDEO_SUFFIXES", "VideoFolderReader", "natural_key"]
 
@@ -48,18 +48,12 @@ def _resize(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 @register_reader("video_folder")
 class VideoFolderReader(Reader):
-    """Options: ``size`` (int or (height, width): resize every frame), ``batch`` (decode batch,
+    """Options: ``size`` (int, (height, width) or text "H" / "HxW": resize every frame), ``batch`` (decode batch,
     default 64), ``thread_type`` (PyAV decoder threading), ``dataset_name`` (default
     "video_folder")."""
 
     def _size(self) -> tuple[int, int] | None:
-        size = self.options.get("size")
-        if size is None:
-            return None
-        if isinstance(size, int):
-            return (size, size)
-        h, w = (int(s) for s in size)
-        return (h, w)
+        return parse_size(self.options.get("size"))
 
     def _walk(self, folder: Path, refs: list[VideoRef]) -> None:
         entries = sorted(folder.iterdir(), key=natural_key)
