@@ -8,6 +8,12 @@ the frame; then illumination change and sensor noise. (JPEG compression happens 
 are written, see ``world_io``.) The ground truth is exactly where each object is painted after
 occlusion; distractors are painted below the objects and never enter the mask.
 
+Clutter and distractors take their colours from the scene (``clutter_look="scene"``, the
+default): like rocks or leaves in real footage, they are object-shaped but look like the
+background on average, so a network that sees one frame can learn to tell them from the
+objects, while motion is what a video method uses. ``clutter_look="object"`` (the ``hard``
+preset) draws them exactly like objects: then only motion separates them.
+
 Video ``i`` depends only on ``(config, i)`` (its own seeded generator), so a corpus is
 reproducible and videos can be generated in any order. Presets ``easy`` / ``medium`` /
 ``hard`` are :class:`WorldConfig` instances; every field can be overridden.
@@ -39,6 +45,7 @@ __all__ = [
 FORMAT_VERSION = 1
 CAMERA_MOTIONS = ("static", "pan", "zoom", "shake")
 DISTRACTOR_MOTIONS = ("sway", "spin", "pulse", "drift")
+CLUTTER_LOOKS = ("scene", "object")
 ILLUMINATIONS = ("brightening", "darkening", "flicker", "moving light")
 CANVAS_FACTOR = 3.0  # canvas side / frame side: room for pans and zooms
 ALL_BACKGROUNDS = tuple(wb.TEXTURE_BACKGROUNDS) + tuple(wb.PHOTO_BACKGROUNDS)
@@ -68,6 +75,10 @@ class WorldConfig:
     camera_motions: tuple[str, ...] = ("static", "pan", "zoom", "shake", "pan+shake")
     camera_strength: float = 1.0
     distractors: int = 2  # most moving background shapes
+    # How clutter and distractors look. "scene": tinted from the background's own palette, like
+    # rocks or leaves, so a single frame can tell them from the objects on average (the cue a
+    # student learns); "object": drawn exactly like the objects, so only motion separates them.
+    clutter_look: str = "scene"
     illumination: float = 0.15  # largest relative brightness change
     noise: float = 3.0  # sensor noise standard deviation, 0-255 units
     jpeg_quality: int = 85
@@ -100,6 +111,7 @@ class WorldConfig:
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(self.clutter >= 0, "clutter", "must be >= 0")
         need(self.distractors >= 0, "distractors", "must be >= 0")
+        need(self.clutter_look in CLUTTER_LOOKS, "clutter_look", f"one of {', '.join(CLUTTER_LOOKS)}")
         need(1 <= self.jpeg_quality <= 100, "jpeg_quality", "must be in 1..100")
 
 
@@ -122,6 +134,7 @@ PRESETS: dict[str, WorldConfig] = {
         backgrounds=("blobs", "noise") + tuple(wb.PHOTO_BACKGROUNDS), clutter=10,
         camera_motions=("pan+shake", "zoom+shake", "pan+zoom", "pan+zoom+shake"),
         camera_strength=1.5, distractors=5, illumination=0.3, noise=7.0, jpeg_quality=50,
+        clutter_look="object",
     ),
 }
 
@@ -183,6 +196,20 @@ def _appearance(cfg: WorldConfig, rng: np.random.Generator, near: np.ndarray | N
         b = a * 0.5 if rng.random() < 0.6 or a.mean() > 0.8 else a + (1 - a) * 0.5
     return {"texture": tex, "tex_params": wr.OBJECT_TEXTURES[tex][0](rng),
             "a": a.astype(np.float32), "b": np.clip(b, 0, 1).astype(np.float32)}
+
+
+def _background_appearance(cfg: WorldConfig, rng: np.random.Generator, scene: np.ndarray) -> dict:
+    """Look of a clutter or distractor shape: an object's look, or with ``clutter_look='scene'``
+    two colours of the scene image ``scene`` (H x W x 3 in [0, 1]) at random places, brightened
+    or darkened (part of the scene, like a rock or a leaf)."""
+    if cfg.clutter_look == "object":
+        return _appearance(cfg, rng, None)
+    h, w = scene.shape[:2]
+    a, b = (scene[rng.integers(0, h), rng.integers(0, w)] * rng.uniform(0.6, 1.4) for _ in range(2))
+    a, b = np.clip(a, 0, 1), np.clip(b, 0, 1)
+    tex = _pick(rng, cfg.object_textures)
+    return {"texture": tex, "tex_params": wr.OBJECT_TEXTURES[tex][0](rng),
+            "a": a.astype(np.float32), "b": b.astype(np.float32)}
 
 
 def _painter(app: dict):
@@ -313,7 +340,7 @@ def render_video(cfg: WorldConfig, index: int) -> WorldVideo:
     for _ in range(n_clutter):
         kind, params, _, r = _shape(cfg, rng, rng.uniform(0.005, 0.04) * s * s)
         wr.draw_shape(canvas, tuple(rng.uniform(0, c, 2)), r, rng.uniform(0, 2 * np.pi), kind,
-                      params, _painter(_appearance(cfg, rng, None)))
+                      params, _painter(_background_appearance(cfg, rng, canvas)))
 
     cam, cam_attrs = _camera(cfg, rng, t, s, c)
     frames = wb.warp_canvas(canvas, cam["cx"], cam["cy"], cam["zoom"], cam["angle"], s)
@@ -375,7 +402,7 @@ def _draw_distractors(cfg: WorldConfig, rng: np.random.Generator, frames: np.nda
     out = []
     for _ in range(int(rng.integers(0, cfg.distractors + 1))):
         kind, params, _, r = _shape(cfg, rng, rng.uniform(0.006, 0.03) * s * s)
-        app = _appearance(cfg, rng, None)
+        app = _background_appearance(cfg, rng, frames[mid])
         motion = _pick(rng, DISTRACTOR_MOTIONS)
         anchor = np.array([cam["cx"][mid], cam["cy"][mid]]) + rng.uniform(-0.45, 0.45, 2) * s * cam["zoom"][mid]
         tau = np.arange(t)

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "static, pan, zoom, shake or '+' combinations (e.g. pan,pan+shake)")
     knobs.add_argument("--camera-strength", type=float, help="scale of pan/zoom/shake (1 = preset)")
     knobs.add_argument("--clutter", type=int, help="most static clutter shapes in the background")
+    knobs.add_argument("--clutter-look", choices=("scene", "object"),
+                       help="clutter and distractors tinted from the background (scene: a single "
+                            "frame can tell them from objects) or drawn like objects (object: "
+                            "only motion can)")
     knobs.add_argument("--illumination", type=float, help="largest relative brightness change, 0-1")
     knobs.add_argument("--jpeg-quality", type=int, help="JPEG quality 1-100")
 
@@ -52,7 +56,8 @@ def config_from_args(args: argparse.Namespace):
     from popdistill.data.world import make_config
 
     overrides = {k: getattr(args, k) for k in ("videos", "frames", "size", "seed")}
-    for name in ("noise", "distractors", "camera_strength", "clutter", "illumination", "jpeg_quality"):
+    for name in ("noise", "distractors", "camera_strength", "clutter", "clutter_look", "illumination",
+                 "jpeg_quality"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.camera_motion is not None:

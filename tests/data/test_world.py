@@ -130,6 +130,31 @@ def test_distractors_are_painted_but_never_labelled():
     assert painted_unlabelled > 100
 
 
+def _colour_distance_to_background(look: str) -> tuple[float, float]:
+    """Mean RGB distance to the background colour of distractor pixels and of object pixels."""
+    cfg = _flat_world(distractors=4, objects=(1, 1), clutter_look=look, videos=8)
+    far = {"distractor": [], "object": []}
+    for i in range(cfg.videos):
+        v = render_video(cfg, i)
+        bg = np.median(v.frames[v.labels == 0], axis=0)
+        dist = np.linalg.norm(v.frames.astype(float) - bg, axis=-1)
+        far["distractor"].append(dist[(dist > 0) & (v.labels == 0)])
+        far["object"].append(dist[v.labels > 0])
+    return tuple(float(np.concatenate(far[k]).mean()) for k in ("distractor", "object"))
+
+
+def test_scene_clutter_look_is_tinted_from_the_background():
+    scene_d, scene_o = _colour_distance_to_background("scene")
+    object_d, object_o = _colour_distance_to_background("object")
+    # Scene-look distractors sit close to the background colour; object-look ones are as far
+    # from it as the objects are (same colour draw).
+    assert scene_d < 0.5 * scene_o
+    assert object_d > 0.6 * object_o
+    assert make_config("hard").clutter_look == "object" and make_config("medium").clutter_look == "scene"
+    with pytest.raises(UserError, match="clutter_look"):
+        make_config("medium", clutter_look="shiny")
+
+
 def _background_change(motion: str) -> float:
     cfg = make_config("medium", camera_motions=(motion,), noise=0.0, illumination=0.0,
                       distractors=0, frames=8, size=64, videos=3)
