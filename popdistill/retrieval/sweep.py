@@ -39,7 +39,7 @@ class SweepSpace:
 
     phi: list[str] = field(default_factory=lambda: list_phis())
     distance: list[str] = field(default_factory=lambda: list_distances())
-    lam: tuple[float, float] = (0.1, 10.0)
+    lam: tuple[float, float] = (1.0, 30.0)
     lr: tuple[float, float] = (3e-4, 3e-3)
 
     def validate(self) -> None:
@@ -148,7 +148,8 @@ def run_sweep(cfg: SweepConfig, progress=print) -> dict:
         track = {"run_dir": str(out), "uri": tracker.tracking_uri,
                  "experiment": cfg.tracking.experiment, "parent": parent.run_id, "sweep": cfg.name}
     job = {"corpus": str(corpus.resolve()), "dir": str(sweep_dir), "text_key": tt.student,
-           "teachers": caches, "train": {**to_dict(tt.train), "seed": seed}}
+           "teachers": caches, "train": {**to_dict(tt.train), "seed": seed},
+           "report_epochs": True}
     root = train_root(str(out))
     fits = concurrent_runs([ray_cfg] * cfg.num_samples, ray.cluster_resources(), False)
 

@@ -111,6 +111,9 @@ def group_seeds(jobs: list[dict]) -> list[dict]:
 
 
 def _train_one(job: dict, features, handle) -> None:
+    """One CE training. ``job["report_epochs"]``: report every evaluation to Ray (for a Tune
+    scheduler); otherwise only the last one, since each ``ray.train.report`` blocks until the
+    controller polls it (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default)."""
     import ray.train
     import torch
 
@@ -124,9 +127,12 @@ def _train_one(job: dict, features, handle) -> None:
     def report(entry: dict) -> None:
         if handle is not None:
             handle.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, entry["epoch"])
-        ray.train.report({k: float(v) for k, v in entry.items()})
+        if job.get("report_epochs"):
+            ray.train.report({k: float(v) for k, v in entry.items()})
 
     res = train_ce(features, job["text_key"], cfg, teachers or None, keep, report)
+    if not job.get("report_epochs") and res.history:
+        ray.train.report({k: float(v) for k, v in res.history[-1].items()})
     if ray.train.get_context().get_world_rank() != 0:
         return
     out = Path(job["dir"])
@@ -227,6 +233,11 @@ def ensure_corpus(cfg: TeachTextConfig, progress=print) -> Path:
     """The corpus folder: ``cfg.corpus`` if complete, else built from ``cfg.world``."""
     corpus = Path(cfg.corpus or Path(cfg.out) / "corpus")
     if (corpus / "manifest.json").is_file():
+        built = corpus / "corpus.json"
+        videos = json.loads(built.read_text()).get("videos") if built.is_file() else None
+        if cfg.corpus is None and videos not in (None, cfg.world.videos):
+            raise UserError(f"{corpus}: built from {videos} videos, world.videos is "
+                            f"{cfg.world.videos}; choose another out or delete that folder")
         return corpus
     from popdistill.cli import main as cli_main
     from popdistill.retrieval.corpus import build_retrieval_corpus

@@ -115,3 +115,43 @@ def test_whole_teachtext_experiment_tiny(ray_session, tmp_path):
     assert {k: v.shape for k, v in base["state"].items()} == {
         k: v.shape for k, v in student["state"].items()}
     assert json.loads((tmp_path / "run/teachtext/report.json").read_text())["markdown"]
+
+
+@pytest.mark.parametrize("report_epochs, expected", [(False, [2]), (True, [1, 2])])
+def test_train_one_reports_to_ray_once_unless_a_scheduler_needs_every_epoch(
+        tmp_path, monkeypatch, report_epochs, expected):
+    # each ray.train.report blocks until Ray's controller polls it (2 s by default), so a
+    # teachtext training reports its last evaluation only; the sweep (ASHA) needs every one
+    import ray.train
+
+    from popdistill.retrieval.teachtext import _train_one
+
+    reported = []
+    monkeypatch.setattr(ray.train, "report", lambda metrics: reported.append(metrics["epoch"]))
+    monkeypatch.setattr(ray.train, "get_context",
+                        lambda: type("Ctx", (), {"get_world_rank": lambda self: 0})())
+    features = tiny_features(videos=20, captions=3)
+    job = {"name": "base-s0", "text_key": "good", "dir": str(tmp_path),
+           "train": {**TRAIN, "lam": 0.0}, "report_epochs": report_epochs}
+    _train_one(job, features, None)
+    assert reported == expected
+    assert json.loads((tmp_path / "base-s0.json").read_text())["best_epoch"] in (1, 2)
+
+
+def test_ensure_corpus_refuses_a_corpus_built_from_another_world_size(tmp_path):
+    # a finished corpus from an older, smaller world was silently reused after world.videos
+    # changed in the config
+    from popdistill.errors import UserError
+    from popdistill.retrieval.teachtext import ensure_corpus
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.json").write_text("{}")
+    (corpus / "corpus.json").write_text(json.dumps({"videos": 80}))
+    cfg = load(TeachTextConfig, {"out": str(tmp_path), "world": {"videos": 150}})
+    with pytest.raises(UserError, match="80 videos, world.videos is 150"):
+        ensure_corpus(cfg)
+    cfg.world.videos = 80
+    assert ensure_corpus(cfg) == corpus
+    cfg.corpus, cfg.world.videos = str(corpus), 150  # an explicit corpus is used as it is
+    assert ensure_corpus(cfg) == corpus
