@@ -19,8 +19,13 @@ artifacts are read from RUN_DIR/mlartifacts). The server listens on 127.0.0.1 on
 with Ctrl-C. On a cluster the tracking server runs on the head node instead: see
 docs/cluster.md.
 
-Example:
+With --screenshot FILE.png the UI is started, the run tree of the pipeline's experiment is
+rendered by headless Chromium into FILE.png (expanded: generations, students, EvalSeg-Net),
+a student's mask grid into FILE-masks.png, and the server is stopped (for docs and reports).
+
+Examples:
   popdistill ui runs/quickstart --port 5000
+  popdistill ui runs/quickstart --screenshot docs/mlflow_ui.png
 """
 
 HOST = "127.0.0.1"
@@ -29,6 +34,11 @@ HOST = "127.0.0.1"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding mlflow.db")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
+    parser.add_argument("--screenshot", metavar="PNG",
+                        help="render the run tree to this PNG with headless Chromium, then stop")
+    parser.add_argument("--browser", default="chromium",
+                        help="Chromium executable for --screenshot (chromium)")
+    parser.add_argument("--size", default="1600,900", help="screenshot window W,H (1600,900)")
 
 
 def ui_command(run_dir: str | os.PathLike, port: int) -> list[str]:
@@ -63,14 +73,42 @@ def _raise_stop(signum, frame) -> None:
     raise _Stop
 
 
+def _wait_until_serving(port: int, proc: subprocess.Popen, seconds: float = 60.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"the MLflow UI exited with status {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise UserError(f"the MLflow UI did not answer on {HOST}:{port} within {seconds:.0f} s")
+
+
 def main(args: argparse.Namespace) -> int:
     cmd = ui_command(args.run_dir, args.port)
     _check_port(args.port)
-    print(f"MLflow UI for {args.run_dir}: http://{HOST}:{args.port}/  (Ctrl-C to stop)", flush=True)
+    if not args.screenshot:
+        print(f"MLflow UI for {args.run_dir}: http://{HOST}:{args.port}/  (Ctrl-C to stop)",
+              flush=True)
     # Own process group, so stopping reaches the server's worker processes too.
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True,
+                            stdout=subprocess.DEVNULL if args.screenshot else None,
+                            stderr=subprocess.DEVNULL if args.screenshot else None)
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
+        if args.screenshot:
+            from popdistill.ui_screenshot import capture
+
+            _wait_until_serving(args.port, proc)
+            shots = capture(args.run_dir, f"http://{HOST}:{args.port}", args.screenshot,
+                            args.browser, args.size)
+            print("screenshots: " + ", ".join(str(p) for p in shots))
+            return 0
         return proc.wait()
     except (KeyboardInterrupt, _Stop):
         return 0

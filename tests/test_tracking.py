@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -372,3 +373,31 @@ def test_ui_serves_the_run_tree(tree, tmp_path):
 def test_nan_metric_is_logged(tree):
     tree.gen.log_metrics({"teacher/J": math.nan}, step=3)
     assert math.isnan(_run(tree, tree.gen).data.metrics["teacher/J"])
+
+
+def test_screenshot_pages_are_the_run_tree_and_a_student_mask_grid(tree):
+    from popdistill.ui_screenshot import masks_url, tree_url
+
+    base = "http://127.0.0.1:5999"
+    exp = tree.tracker.experiment_id
+    assert tree_url(tree.run_dir, base) == f"{base}/#/experiments/{exp}/runs"
+    assert masks_url(tree.run_dir, base) == (
+        f"{base}/#/experiments/{exp}/runs/{tree.student.run_id}/artifacts/masks/gen1_unet.png")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium")
+@pytest.mark.timeout(300)
+def test_ui_screenshot_renders_the_expanded_tree(tree, tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "ui.png"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "-m", "popdistill", "ui", str(tree.run_dir), "--port", str(_free_port()),
+         "--screenshot", str(png), "--size", "1200,700"],
+        capture_output=True, text=True, env=env, timeout=280)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for path in (png, tmp_path / "ui-masks.png"):
+        image = np.asarray(Image.open(path).convert("L"), dtype=float)
+        assert image.shape[1] == 1200 and image.std() > 10  # a rendered page, not a blank one
