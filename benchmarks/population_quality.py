@@ -49,6 +49,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-seed", type=int, default=0)
     p.add_argument("--heldout-seed", type=int, default=1)
     p.add_argument("--videos", type=int, default=None, help="training-world videos (preset: 20)")
+    p.add_argument(
+        "--heldout-videos", type=int, default=None, help="held-out world videos (preset: 20)"
+    )
     p.add_argument("--select-top", type=float, default=0.2, help="fraction of frames kept")
     p.add_argument("--students", default=",".join(STUDENTS), help="comma-separated names")
     p.add_argument("--models", default="{}", help="JSON: student -> create_student keywords")
@@ -317,7 +320,7 @@ def main() -> int:
     t_start = time.perf_counter()
 
     w_train = make_world(a.preset, a.train_seed, out / "world_train", a.videos)
-    w_held = make_world(a.preset, a.heldout_seed, out / "world_heldout", None)
+    w_held = make_world(a.preset, a.heldout_seed, out / "world_heldout", a.heldout_videos)
     t0 = time.perf_counter()
     rep_train = run_teacher_once(w_train, out / "teacher_train", a.select_top)
     rep_held = run_teacher_once(w_held, out / "teacher_heldout", a.select_top, check_fraction=False)
