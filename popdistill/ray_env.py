@@ -8,7 +8,13 @@ import os
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``, as under ``ray job submit``), or
-    start a local Ray without the dashboard. Idempotent."""
+    start a local Ray. Idempotent.
+
+    The local Ray runs its dashboard process: Ray Train's placement-group cleaner asks the
+    State API (served by the dashboard) whether a run's controller is still alive, and without
+    it the placement groups of runs that Tune stops early (ASHA) are never released, so later
+    trials wait for CPUs forever.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -19,7 +25,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if address:
         ray.init(address=address, log_to_driver=not quiet)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=not quiet)
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 log_to_driver=not quiet)
     if quiet:
         # Our own progress lines say what is happening; Ray Data's per-dataset INFO lines and
         # progress bars would bury them.

@@ -14,10 +14,16 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole session (2 CPUs, no dashboard). Never `ray stop` in tests."""
+    """One local Ray for the whole session (2 CPUs). Never `ray stop` in tests.
+
+    With its dashboard (as `popdistill.ray_env.init_ray` starts it): Ray Train's placement-group
+    cleaner needs the State API, or runs that Tune stops early leak their CPUs and later trials
+    wait forever.
+    """
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                 log_to_driver=False)
     yield ray
     ray.shutdown()
