@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default="{}", help="JSON: student -> create_student keywords")
     p.add_argument("--seconds", type=float, default=50.0, help="training time per student (50)")
     p.add_argument("--epochs", type=int, default=0, help="train this many epochs instead (0: --seconds)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="images per step (0: the thesis's, 32 for LowRes-Net, 16 for the others)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -103,7 +104,7 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     """``images`` (N x 3 x H x W uint8) and ``masks`` (N x 1 x H x W float) on ``device``."""
     from popdistill.students import create_student
     from popdistill.students.base import resize_images
-    from popdistill.train.config import AugmentConfig, resolve_sizes
+    from popdistill.train.config import AugmentConfig, resolve_batch_size, resolve_sizes
     from popdistill.train.data import augment_pairs
     from popdistill.train.loop import LOSSES
 
@@ -112,7 +113,8 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     loss_fn, gen = LOSSES[a.loss], torch.Generator().manual_seed(0)
-    n, bs, cuda = len(images), a.batch_size, device.type == "cuda"
+    bs = resolve_batch_size(a.batch_size or None, model.input_size, model.output_size)
+    n, cuda = len(images), device.type == "cuda"
     t0, epoch, steps, losses = time.perf_counter(), 0, 0, []
     model.train()
     while (a.epochs and epoch < a.epochs) or (not a.epochs and time.perf_counter() - t0 < a.seconds):
@@ -138,7 +140,7 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     seconds = time.perf_counter() - t0
     print(f"  {name}: {epoch} epochs, {steps} steps in {seconds:.0f} s, last loss {losses[-1]:.4f}",
           flush=True)
-    return model.eval(), {"epochs": epoch, "steps": steps, "seconds": seconds, "losses": losses,
+    return model.eval(), {"epochs": epoch, "steps": steps, "batch_size": bs, "seconds": seconds, "losses": losses,
                           "input_size": model.input_size, "output_size": model.output_size}
 
 
@@ -166,6 +168,12 @@ def evaluate(videos: list[str], masks, labels) -> dict:
         ev.add(v, m, lab > 0, boxes(lab))
     o = ev.overall()
     return {k: o[k] for k in ("P", "J", "CorLoc", "frames")}
+
+
+def _write(a: argparse.Namespace, report: dict) -> None:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "population_gpu.json").write_text(json.dumps(report, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         trained[name] = {**info, "model": kw}
         print(f"    held-out J {rows[name]['J']:.3f}", flush=True)
         del model
+        _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
     if len(names) > 1:
         prod = [multinet_product([torch.from_numpy(student_masks[n][i])[None, None] for n in names],
                                  h_gt[i].shape)[0, 0].numpy() for i in range(len(h_gt))]
@@ -230,12 +239,10 @@ def main(argv: list[str] | None = None) -> int:
               f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} |  |  | {beat} |")
     total = time.perf_counter() - t_start
     print(f"total {total:.0f} s (data + teacher {t_data:.0f} s)")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "population_gpu.json").write_text(json.dumps({
+    _write(a, {
         "args": vars(a), "device": dev, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "selected": int(keep.sum()), "selected_videos": kept_videos, "threshold": thr,
-        "label_j": label_j, "table": rows, "students": trained, "seconds": total}, indent=2))
+        "label_j": label_j, "table": rows, "students": trained, "seconds": total})
     return 0
 
 
