@@ -154,18 +154,12 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> n
 
 def evaluate(videos: list[str], masks, labels) -> dict:
     """P, J, CorLoc over frames; ``labels``: per-frame object-id images (0 = background)."""
+    from popdistill.evaluate.boxes import boxes_from_labels
     from popdistill.evaluate.metrics import Evaluator
-
-    def boxes(lab: np.ndarray) -> np.ndarray:  # as the DAVIS reader makes them (no PyAV import)
-        out = []
-        for value in np.unique(lab)[1:] if lab.any() else []:
-            ys, xs = np.nonzero(lab == value)
-            out.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-        return np.asarray(out, dtype=np.float32).reshape(-1, 4)
 
     ev = Evaluator()
     for v, m, lab in zip(videos, masks, labels):
-        ev.add(v, m, lab > 0, boxes(lab))
+        ev.add(v, m, lab > 0, boxes_from_labels(lab))
     o = ev.overall()
     return {k: o[k] for k in ("P", "J", "CorLoc", "frames")}
 
