@@ -73,7 +73,7 @@ def _raise_stop(signum, frame) -> None:
     raise _Stop
 
 
-def _wait_until_serving(port: int, proc: subprocess.Popen, seconds: float = 60.0) -> None:
+def _wait_until_serving(port: int, proc: subprocess.Popen, seconds: float = 180.0) -> None:
     import time
     import urllib.request
 
