@@ -1,15 +1,3 @@
-"""Tiny models run single-threaded: on shared 2-core machines, OpenMP threads waiting on each
-other make these small convolutions several times slower, not faster."""
+"""Tiny models run single-threaded (see tests/_torch_threads.py)."""
 
-from __future__ import annotations
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests._torch_threads import _one_torch_thread  # noqa: F401 (an autouse fixture)

@@ -1,14 +1,3 @@
-"""Tiny models run single-threaded in the driver (Ray workers set their own thread count)."""
+"""Tiny models run single-threaded (see tests/_torch_threads.py)."""
 
-from __future__ import annotations
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests._torch_threads import _one_torch_thread  # noqa: F401 (an autouse fixture)
