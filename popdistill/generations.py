@@ -122,7 +122,8 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str) ->
 
     sel = run.cfg.selection
     root = run.gen_root(k) / "selection"
-    scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log)
+    scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
+                                 scorer=sel.scorer)
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
                               sel.threshold)
     scores = np.asarray(scored["scores"], np.float64)
@@ -132,9 +133,9 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str) ->
         stats["teacher/J"] = float(np.nanmean(j))
     gen_run.log_metrics(stats)
     run.log(f"selection: kept {int(stats['selection/kept'])} of {int(stats['selection/total'])} "
-            f"frames (EvalSeg score >= {threshold:.4f})")
+            f"frames ({sel.scorer} score >= {threshold:.4f})")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
-            "teacher": f"evalseg+students:gen-{k - 1}", "chosen": scored["chosen"]}
+            "teacher": f"{sel.scorer}+students:gen-{k - 1}", "chosen": scored["chosen"]}
 
 
 def _lineage(sel: dict[str, Any], k: int) -> dict[str, Any]:

@@ -83,14 +83,22 @@ class SelectionConfig:
 
     Generation 1 keeps the ``top`` fraction of frames by the VideoPCA score (mean of the
     mask's non-zero values). Generation k >= 2 scores every student's mask of every frame with
-    EvalSeg-Net, keeps each frame's best-scored mask and then the frames whose score is
-    >= ``threshold`` or, when no threshold is set, the ``top`` fraction.
+    ``scorer``, keeps each frame's best-scored mask and then the frames whose score is
+    >= ``threshold`` or, when no threshold is set, the ``top`` fraction. ``scorer``:
+    ``evalseg`` (EvalSeg-Net, the thesis) or ``agreement`` (EvalSeg-Net's training target
+    computed exactly: cosine of the mask to the students' Multi-Net product;
+    :mod:`popdistill.pipeline.rescore`).
     """
 
     top: float = 0.1
     threshold: float | None = None
+    scorer: str = "evalseg"
 
     def validate(self) -> None:
+        from popdistill.pipeline.rescore import SCORERS
+
+        if self.scorer not in SCORERS:
+            raise UserError(f"scorer: {self.scorer!r} is not one of {', '.join(SCORERS)}")
         if not 0.0 < self.top <= 1.0:
             raise UserError(f"top: {self.top} is not in (0, 1]")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:

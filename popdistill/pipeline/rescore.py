@@ -1,8 +1,17 @@
-"""Generation >= 2 selection: EvalSeg-Net scores every student's mask of every training frame,
-each frame keeps its best-scored mask, then the best frames are kept.
+"""Generation >= 2 selection: every student's mask of every training frame is scored, each
+frame keeps its best-scored mask, then the best frames are kept.
+
+Two scorers (``SelectionConfig.scorer``):
+
+* ``evalseg`` (the thesis): EvalSeg-Net's predicted quality of (image, mask).
+* ``agreement``: EvalSeg-Net's own training target computed exactly — the cosine similarity
+  of the mask to the Multi-Net product of all the students' masks of that frame. At
+  generation >= 2 every candidate frame has every student's mask, so the target needs no
+  network; on the embedded corpus it ranks masks by true J better than the trained net does
+  (docs/results.md).
 
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
-                                                   best mask, ``score`` = its EvalSeg score
+                                                   best mask, ``score`` = its score
     select_scored(scored, selected, top|threshold)  the kept frames as the selected store
 
 Both are resumable per video / idempotent. Only one video's frames are in memory at a time;
@@ -11,14 +20,16 @@ the per-frame scores (and J where there is ground truth) are returned for the st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from popdistill.storage import RunPath
 
-__all__ = ["best_per_frame", "rescore_predictions", "select_scored"]
+SCORERS = ("evalseg", "agreement")
+
+__all__ = ["SCORERS", "agreement_scores", "best_per_frame", "rescore_predictions", "select_scored"]
 
 
 def best_per_frame(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -27,6 +38,16 @@ def best_per_frame(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, np.float64)
     best = np.argmax(scores, axis=1)
     return best, scores[np.arange(len(scores)), best]
+
+
+def agreement_scores(masks: Sequence[Any]) -> Any:
+    """Frames x students: the cosine similarity of each student's masks (B x 1 x h x w
+    tensors, any sizes; resized to the largest first) to their Multi-Net product."""
+    from popdistill.students.base import resize_to
+    from popdistill.train.evalseg import evalseg_targets
+
+    size = max((tuple(m.shape[-2:]) for m in masks), key=lambda hw: hw[0] * hw[1])
+    return evalseg_targets([resize_to(m, size) for m in masks])[1]
 
 
 def _video_records(store: RunPath, video_dir: str) -> dict[int, Any]:
@@ -56,18 +77,22 @@ def rescore_predictions(
     generation: int,
     batch_size: int = 64,
     log: Callable[[str], None] = print,
+    scorer: str = "evalseg",
 ) -> dict[str, Any]:
-    """Score each student's masks (``stores``: student -> prediction store) with EvalSeg-Net
-    and write each frame's best one to ``scored/<video>.parquet`` (teacher
-    ``evalseg:<student>``, ``score`` = the EvalSeg score, ``generation``). Videos already
-    scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen`` counts."""
+    """Score each student's masks (``stores``: student -> prediction store) with ``scorer``
+    (EvalSeg-Net, or the students' agreement) and write each frame's best one to
+    ``scored/<video>.parquet`` (teacher ``<scorer>:<student>``, ``score``, ``generation``).
+    Videos already scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen``
+    counts."""
     import torch
 
     from popdistill.data.schema import records_to_table
     from popdistill.students import load_checkpoint
     from popdistill.train.evalseg import score_masks
 
-    model = load_checkpoint(evalseg_checkpoint)[0].eval()
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer: {scorer!r} is not one of {', '.join(SCORERS)}")
+    model = load_checkpoint(evalseg_checkpoint)[0].eval() if scorer == "evalseg" else None
     names = list(stores)
     roots = {n: RunPath.of(p) for n, p in stores.items()}
     videos = sorted(set.intersection(*(set(r.listdir()) for r in roots.values())))
@@ -83,19 +108,23 @@ def rescore_predictions(
             per_student = {n: _video_records(roots[n], video) for n in names}
             frames = sorted(set.intersection(*(set(r) for r in per_student.values())))
             scores = np.zeros((len(frames), len(names)))
-            for k, name in enumerate(names):
-                recs = [per_student[name][f] for f in frames]
-                for s in range(0, len(recs), batch_size):
-                    part = recs[s : s + batch_size]
-                    images = torch.from_numpy(np.stack([r.image for r in part])).permute(0, 3, 1, 2)
-                    masks = torch.from_numpy(np.stack([r.mask for r in part]).astype(np.float32))
-                    scores[s : s + len(part), k] = score_masks(model, images, masks[:, None]).numpy()
+            for s in range(0, len(frames), batch_size):
+                part = frames[s : s + batch_size]
+                masks = [torch.from_numpy(np.stack([per_student[n][f].mask for f in part])
+                                          .astype(np.float32))[:, None] for n in names]
+                if model is None:
+                    scores[s : s + len(part)] = agreement_scores(masks).numpy()
+                    continue
+                images = torch.from_numpy(np.stack([per_student[names[0]][f].image for f in part]))
+                images = images.permute(0, 3, 1, 2)
+                for k, m in enumerate(masks):
+                    scores[s : s + len(part), k] = score_masks(model, images, m).numpy()
             best, best_scores = best_per_frame(scores)
             kept = []
             for f, b, sc in zip(frames, best, best_scores):
                 r = per_student[names[b]][f]
                 r.score, r.generation = float(sc), int(generation)
-                r.teacher = f"evalseg:{names[b]}"
+                r.teacher = f"{scorer}:{names[b]}"
                 kept.append(r)
             info = {
                 "scores": [float(s) for s in best_scores],
@@ -108,7 +137,7 @@ def rescore_predictions(
         all_j += [float(x) for x in info["j"]]
         for name in info["chosen"]:
             chosen[name] = chosen.get(name, 0) + 1
-    log(f"rescore: {len(all_scores)} frames of {len(videos)} videos scored by EvalSeg-Net; "
+    log(f"rescore: {len(all_scores)} frames of {len(videos)} videos scored ({scorer}); "
         f"best masks from {chosen}")
     return {"scores": all_scores, "j": all_j, "chosen": chosen, "videos": len(videos)}
 

@@ -39,6 +39,7 @@ __all__ = [
     "build_pairs",
     "fit_evalseg",
     "score_masks",
+    "spread_rows",
     "train_evalseg",
 ]
 
@@ -57,7 +58,7 @@ class EvalSegTrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     seed: int = 0
-    max_frames: int = 5000  # frames of the store used (the first ones in file order)
+    max_frames: int = 5000  # frames used, spread evenly over all of the store's videos
     read_batch: int = 64
     torch_threads: int = 1
 
@@ -168,8 +169,26 @@ def score_masks(evalseg: nn.Module, images: Tensor, masks: Tensor) -> Tensor:
     return evalseg.predict(images, masks).float().cpu()
 
 
+def spread_rows(counts: Sequence[int], max_frames: int) -> list[list[int]]:
+    """Row indices to read from each file (``counts``: rows per file, in store order) so that at
+    most ``max_frames`` rows are taken, evenly spaced over the whole store: every video
+    contributes, not only the first ones in file order."""
+    total = int(sum(counts))
+    take = min(total, max_frames)
+    picks = (torch.arange(take, dtype=torch.float64) * total / max(take, 1)).floor().long().tolist()
+    out: list[list[int]] = [[] for _ in counts]
+    bounds = torch.tensor([0, *counts]).cumsum(0).tolist()
+    f = 0
+    for g in picks:
+        while g >= bounds[f + 1]:
+            f += 1
+        out[f].append(g - bounds[f])
+    return out
+
+
 def _store_images(store: str, max_frames: int, read_batch: int):
-    """Batches of store images as B x 3 x H x W uint8 tensors (frames of one size per batch)."""
+    """Batches of store images (B x 3 x H x W uint8 tensors, one frame size per batch): at most
+    ``max_frames`` frames spread evenly over the store (:func:`spread_rows`)."""
     import pyarrow.parquet as pq
 
     from popdistill.storage import RunPath
@@ -179,19 +198,19 @@ def _store_images(store: str, max_frames: int, read_batch: int):
     files = root.files(".parquet")
     if not files:
         raise UserError(f"{store}: no Parquet files (expected a frame store)")
-    left = max_frames
-    for f in files:
-        pf = pq.ParquetFile(root.fs.open_input_file(f))
-        for rb in pf.iter_batches(batch_size=read_batch, columns=["image", "height", "width"]):
-            rows = rb.to_pydict()
-            groups: dict[tuple, list[Tensor]] = {}
-            for im in decode_images(rows)[:left]:
-                groups.setdefault(tuple(im.shape), []).append(im)
-            for ims in groups.values():
-                left -= len(ims)
-                yield torch.stack(ims)
-            if left <= 0:
-                return
+    counts = [pq.ParquetFile(root.fs.open_input_file(f)).metadata.num_rows for f in files]
+    pending: dict[tuple, list[Tensor]] = {}
+    for f, rows in zip(files, spread_rows(counts, max_frames)):
+        if not rows:
+            continue
+        table = pq.read_table(f, filesystem=root.fs, columns=["image", "height", "width"])
+        for im in decode_images(table.take(rows).to_pydict()):
+            group = pending.setdefault(tuple(im.shape), [])
+            group.append(im)
+            if len(group) >= read_batch:
+                yield torch.stack(pending.pop(tuple(im.shape)))
+    for ims in pending.values():
+        yield torch.stack(ims)
 
 
 def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:

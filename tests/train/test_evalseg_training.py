@@ -17,6 +17,7 @@ from popdistill.train.evalseg import (
     evalseg_targets,
     fit_evalseg,
     score_masks,
+    spread_rows,
     train_evalseg,
 )
 from tests.train.toy import square_frame, square_records, write_store
@@ -105,3 +106,14 @@ def test_train_evalseg_driver(tmp_path):
     assert payload["kind"] == "evalseg" and payload["config"]["evalseg"]["students"] == paths
     images = torch.from_numpy(square_records(2, size=40)[0].image).permute(2, 0, 1)[None]
     assert 0 <= float(score_masks(model, images, torch.rand(1, 1, 40, 40))) <= 1
+
+
+def test_spread_rows_covers_every_file_evenly():
+    # 5 videos of 48 frames, 20 frames wanted: 4 from each video, evenly spaced (every 12th);
+    # taking the first 20 rows in file order would use one video only.
+    rows = spread_rows([48] * 5, 20)
+    assert [len(r) for r in rows] == [4] * 5
+    assert rows[0] == [0, 12, 24, 36] and rows[4] == [0, 12, 24, 36]
+    assert spread_rows([3, 0, 2], 10) == [[0, 1, 2], [], [0, 1]]  # fewer rows than asked: all
+    assert sum(map(len, spread_rows([7, 11, 5], 9))) == 9
+    assert spread_rows([], 4) == []
