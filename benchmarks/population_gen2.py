@@ -84,10 +84,10 @@ def predict_stores(previous: Path, out: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     a, rest = parse_args(argv)
+    import torch
+
     from popdistill.pipeline.rescore import rescore_predictions, select_scored
     from popdistill.storage import RunPath
-
-    import torch
 
     torch.set_num_threads(1)
     previous, out = Path(a.previous).resolve(), Path(a.out).resolve()
