@@ -15,8 +15,14 @@ CPU processes, through the project's own pure functions.
    and Adam; images kept on the GPU; bf16 autocast on CUDA.
 4. Held-out P / J / CorLoc of the teacher, the centre prior, each student and the Multi-Net
    product (``Evaluator``), printed as a table and written to ``OUT/population_gpu.json``.
+5. With ``--generations 2``: every generation-1 student predicts every training frame; each
+   frame keeps its best mask by the pipeline's ``agreement`` score (cosine to the students'
+   Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``), the top
+   ``--select-top`` frames by that score train a fresh population, evaluated the same way.
 
     python benchmarks/population_gpu.py --out runs/population_gpu
+    python benchmarks/population_gpu.py --videos 400 --heldout-videos 40 --seconds 60 \\
+        --students fconv,unet,denseunet,dilateunet --generations 2
     python benchmarks/population_gpu.py --videos 8 --heldout-videos 4 --students unet_tiny \\
         --seconds 5 --device cpu     # a smoke run on a CPU
 """
@@ -58,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="images per step (0: the thesis's, 32 for LowRes-Net, 16 for the others)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
+    p.add_argument("--generations", type=int, choices=[1, 2], default=1,
+                   help="2: a second population trained on the first one's best masks (agreement)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
@@ -164,6 +172,37 @@ def evaluate(videos: list[str], masks, labels) -> dict:
     return {k: o[k] for k in ("P", "J", "CorLoc", "frames")}
 
 
+def train_population(names, overrides, images, targets, h_images, h_videos, h_gt, a, device,
+                     rows: dict, label_j: float, all_images) -> tuple[dict, dict]:
+    """Train ``names`` one after another on (images, targets); their held-out rows (and the
+    Multi-Net's) go into ``rows``; returns (training info, masks of ``all_images`` per student
+    as float16 arrays, when given)."""
+    from popdistill.students.multinet import multinet_product
+
+    trained, student_masks, train_masks = {}, {}, {}
+    for name in names:
+        kw = dict(overrides.get(name, {}))
+        if not name.startswith("lowres") and not name.endswith("_tiny"):
+            kw.setdefault("input_size", a.input_size)
+        model, info = train_student(name, kw, images, targets, a, device)
+        student_masks[name] = predict(model, h_images)
+        rows[name] = evaluate(h_videos, student_masks[name], h_gt)
+        trained[name] = {**info, "model": kw}
+        print(f"    held-out J {rows[name]['J']:.3f}", flush=True)
+        if all_images is not None:
+            train_masks[name] = np.concatenate([
+                predict(model, all_images[s : s + 4096].to(device)).astype(np.float16)
+                for s in range(0, len(all_images), 4096)])
+        del model
+        _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
+    if len(names) > 1:
+        prod = [multinet_product([torch.from_numpy(student_masks[n][i])[None, None] for n in names],
+                                 h_gt[i].shape)[0, 0].numpy() for i in range(len(h_gt))]
+        rows["Multi-Net (product)"] = evaluate(h_videos, prod, h_gt)
+        rows["Multi-Net (product >= 0.5^n)"] = evaluate(h_videos, [p ** (1 / len(names)) for p in prod], h_gt)
+    return trained, train_masks
+
+
 def _write(a: argparse.Namespace, report: dict) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,27 +237,46 @@ def main(argv: list[str] | None = None) -> int:
     h_teacher = np.concatenate([v["masks"] for v in held])
     t_gt = np.concatenate([v["labels"] for v in train])[keep]
     from popdistill.evaluate.baselines import centre_prior
-    from popdistill.students.multinet import multinet_product
 
     rows = {"teacher (VideoPCA, held-out)": evaluate(h_videos, h_teacher, h_gt),
             "centre prior": evaluate(h_videos, [centre_prior(*g.shape) for g in h_gt], h_gt)}
     label_j = evaluate(["train"] * len(labels), labels, t_gt)["J"]
-    trained, student_masks = {}, {}
-    for name in names:
-        kw = dict(overrides.get(name, {}))
-        if not name.startswith("lowres") and not name.endswith("_tiny"):
-            kw.setdefault("input_size", a.input_size)
-        model, info = train_student(name, kw, images, targets, a, device)
-        student_masks[name] = predict(model, h_images)
-        rows[name] = evaluate(h_videos, student_masks[name], h_gt)
-        trained[name] = {**info, "model": kw}
-        print(f"    held-out J {rows[name]['J']:.3f}", flush=True)
-        del model
-        _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
-    if len(names) > 1:
-        prod = [multinet_product([torch.from_numpy(student_masks[n][i])[None, None] for n in names],
-                                 h_gt[i].shape)[0, 0].numpy() for i in range(len(h_gt))]
-        rows["Multi-Net (product)"] = evaluate(h_videos, prod, h_gt)
+    all_images = None
+    if a.generations > 1:
+        all_images = torch.from_numpy(np.concatenate([v["frames"] for v in train])).permute(0, 3, 1, 2)
+    trained, train_masks = train_population(names, overrides, images, targets, h_images, h_videos,
+                                            h_gt, a, device, rows, label_j, all_images)
+    if a.generations > 1:
+        from popdistill.pipeline.rescore import agreement_scores
+        from popdistill.students.base import resize_to
+        from popdistill.teacher.selection import top_fraction_threshold as top_thr
+
+        n_all = len(all_images)
+        best, best_score = np.zeros(n_all, int), np.zeros(n_all)
+        for s in range(0, n_all, 1024):
+            sc = agreement_scores([torch.from_numpy(train_masks[n][s : s + 1024]).float()[:, None]
+                                   for n in names]).numpy()
+            best[s : s + 1024], best_score[s : s + 1024] = sc.argmax(1), sc.max(1)
+        thr2 = top_thr(best_score, a.select_top)
+        keep2 = np.flatnonzero(best_score >= thr2)
+        size = tuple(all_images.shape[-2:])
+        labels2 = np.stack([resize_to(torch.from_numpy(train_masks[names[best[i]]][i]).float()[None, None],
+                                      size)[0, 0].numpy() for i in keep2])
+        all_gt = np.concatenate([v["labels"] for v in train])
+        label_j2 = evaluate(["train"] * len(keep2), labels2, all_gt[keep2])["J"]
+        print(f"generation 2: selected {len(keep2)} of {n_all} frames by agreement, label J "
+              f"{label_j2:.3f} (generation 1's: {label_j:.3f}); best masks from "
+              f"{ {n: int((best[keep2] == k).sum()) for k, n in enumerate(names)} }", flush=True)
+        del train_masks
+        rows2: dict = {}
+        trained2, _ = train_population(
+            names, overrides, all_images[keep2].contiguous().to(device),
+            torch.from_numpy(labels2)[:, None].to(device), h_images, h_videos, h_gt, a, device,
+            rows2, label_j2, None)
+        rows.update({f"{k} (gen 2)": v for k, v in rows2.items()})
+        trained.update({f"{k} (gen 2)": v for k, v in trained2.items()})
+        trained["generation 2 selection"] = {"frames": int(len(keep2)), "label_j": label_j2,
+                                             "threshold": float(thr2), "epochs": "", "seconds": 0.0}
 
     teacher_j = rows["teacher (VideoPCA, held-out)"]["J"]
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
