@@ -17,7 +17,8 @@ videos not used for training.
 A variant name is ``LOSS_lrLR[_priorbias][_headlrLR][_wWIDTH]``:
 
 - ``mse`` / ``bce``: the loss; ``lr1e-3``: Adam's learning rate;
-- ``priorbias``: FC bias initialised to logit(mean foreground of the training labels);
+- ``priorbias``: FC bias initialised to logit(mean foreground of the training labels); without
+  it the FC layer gets PyTorch's default init (``head_prior=None``);
 - ``headlr1e-4``: a separate Adam learning rate for the FC head (the rest uses ``lr``);
 - ``w32``: conv width of the surrogate (default ``--width``).
 
@@ -54,7 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list ({DEFAULT_VARIANTS})")
     p.add_argument("--width", type=int, default=16, help="surrogate conv width (16; the paper's 256)")
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train / held-back split (0)")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="seed of the model init, batch order and augmentation (default: --seed)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     p.add_argument("--out", default="", help="JSON file for the logs and results")
     return p.parse_args(argv)
@@ -141,8 +144,11 @@ def run_variant(v: dict, images: torch.Tensor, masks: torch.Tensor, prior: float
     from popdistill.train.data import augment_pairs
     from popdistill.train.loop import LOSSES
 
-    torch.manual_seed(a.seed)
-    model = create_student("lowres", width=v["width"])
+    seed = a.seed if a.train_seed is None else a.train_seed
+    torch.manual_seed(seed)
+    # head_prior=None: PyTorch's default FC init (the failing default before the prior-bias fix);
+    # "priorbias" sets the bias from this store's labels below
+    model = create_student("lowres", width=v["width"], head_prior=None)
     fc = fc_layer(model)
     if v["prior_bias"]:
         with torch.no_grad():
@@ -156,7 +162,7 @@ def run_variant(v: dict, images: torch.Tensor, masks: torch.Tensor, prior: float
     opt = torch.optim.Adam(groups)
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
     loss_fn, mse = LOSSES[v["loss"]], LOSSES["mse"]
-    gen = torch.Generator().manual_seed(a.seed)
+    gen = torch.Generator().manual_seed(seed)
     n, bs = len(images), a.batch_size
     log, order, pos = [], torch.randperm(n, generator=gen), 0
     t0 = time.perf_counter()

@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--scorer", choices=["agreement", "evalseg"], default="agreement")
     p.add_argument("--top", type=float, default=0.2, help="fraction of frames kept")
     p.add_argument("--evalseg", default="evalseg_tiny", help="EvalSeg-Net checkpoint name")
+    p.add_argument("--with-teacher", action="store_true",
+                   help="also keep generation 1's teacher-selected frames (the union; a frame in "
+                   "both keeps the teacher's mask)")
     return p.parse_args(argv), rest
 
 
@@ -82,6 +85,23 @@ def predict_stores(previous: Path, out: Path) -> dict[str, str]:
     return {n: str(out / n) for n in names}
 
 
+def _union(teacher: Path, students: Path, out: Path) -> Path:
+    """The teacher's selected frames plus the students' selected frames not among them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    t = pa.concat_tables([pq.read_table(f) for f in sorted(teacher.rglob("*.parquet"))])
+    s = pa.concat_tables([pq.read_table(f) for f in sorted(students.rglob("*.parquet"))])
+    key = lambda tab: pc.binary_join_element_wise(tab["video"], pc.cast(tab["frame"], pa.string()), "/")  # noqa: E731
+    s = s.filter(pc.invert(pc.is_in(key(s), value_set=key(t))))
+    pq.write_table(t, out / "teacher.parquet")
+    pq.write_table(s.cast(t.schema), out / "students.parquet")
+    print(f"union: {t.num_rows} teacher frames + {s.num_rows} more from the students", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     a, rest = parse_args(argv)
     import torch
@@ -102,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = gen2 / f"selected-{a.scorer}-{a.top:g}"
     threshold = select_scored(RunPath.of(str(gen2 / f"scored-{a.scorer}")), RunPath.of(str(selected)),
                               scored["scores"], a.top, None)
+    if a.with_teacher:
+        selected = _union(previous / "teacher_train" / "teacher" / "selected", selected,
+                          gen2 / f"union-{a.scorer}-{a.top:g}")
     scores, j = np.asarray(scored["scores"]), np.asarray(scored["j"])
     kept = scores >= threshold
     teacher = json.loads((previous / "population_quality.json").read_text())["teacher_train"]

@@ -119,7 +119,7 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     torch.manual_seed(0)
     model = create_student(name, **kwargs).to(device)
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    opt = torch.optim.Adam(model.param_groups(a.lr))
     loss_fn, gen = LOSSES[a.loss], torch.Generator().manual_seed(0)
     bs = resolve_batch_size(a.batch_size or None, model.input_size, model.output_size)
     n, cuda = len(images), device.type == "cuda"

@@ -162,7 +162,7 @@ def train_local(cfg, log=print) -> dict:
     model = create_student(cfg.student, **cfg.model)
     sizes = resolve_sizes(cfg.augment, model.input_size, model.output_size)
     bs = resolve_batch_size(cfg.batch_size, model.input_size, model.output_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(model.param_groups(cfg.lr, cfg.weight_decay))
     train = columns(cfg.store, TRAIN_COLUMNS)
     val = columns(cfg.val_store, VAL_COLUMNS) if cfg.val_store else None
     n, cpu, history, step = len(train["image"]), torch.device("cpu"), [], 0

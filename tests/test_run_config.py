@@ -14,7 +14,7 @@ import yaml
 
 from popdistill.errors import UserError
 from popdistill.generations import format_results, results_table
-from popdistill.pipeline.heldout import product_mask
+from popdistill.pipeline.heldout import multinet_score_mask, product_mask
 from popdistill.pipeline.manifest import Manifest
 from popdistill.pipeline.rescore import best_per_frame
 from popdistill.run_config import load_run_config, parse_run_config
@@ -186,3 +186,13 @@ def test_cli_run_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "popdistill run: error:" in err and "names: duplicate names" in err
     assert not (tmp_path / "run").exists()  # failed before any work
+
+
+def test_multinet_is_scored_at_the_threshold_to_the_power_of_its_members():
+    # five students at 0.8 on the object: the product (0.33) fails 0.5, the score mask passes
+    parts = [np.full((2, 2), 0.8, np.float32)] * 5
+    assert float(product_mask(parts, (2, 2)).max()) < 0.5
+    assert np.allclose(multinet_score_mask(parts, (2, 2)), 0.8)
+    # one dissenting student still vetoes: 0.8^4 * 0.01 -> 0.32 < 0.5
+    vetoed = multinet_score_mask([*parts[:4], np.full((2, 2), 0.01, np.float32)], (2, 2))
+    assert float(vetoed.max()) < 0.5

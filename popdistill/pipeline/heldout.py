@@ -3,7 +3,10 @@ against the evaluation data's ground truth (P, J, CorLoc, ...), plus mask-grid r
 
 Masks come from Parquet stores written by the teacher / ``run_predict`` over the evaluation
 videos; a Multi-Net row is the pixel-wise product of its members' masks, each first resized
-to the frame (:func:`product_mask`). Frames are read once, streaming; only per-video sums are
+to the frame (:func:`product_mask`), binarised at ``threshold ** n`` for n members: scored as
+its n-th root (the geometric mean) at the usual threshold, i.e. foreground where the students,
+on geometric average, say foreground. The raw product at 0.5 is nearly empty whenever the
+students' soft masks are below ~0.87 on the object (0.87^5 = 0.5), as tiny students' are. Frames are read once, streaming; only per-video sums are
 kept (:class:`~popdistill.evaluate.metrics.Evaluator`).
 """
 
@@ -15,7 +18,7 @@ import numpy as np
 
 from popdistill.data.schema import Skipped
 
-__all__ = ["product_mask", "evaluate_heldout"]
+__all__ = ["product_mask", "multinet_score_mask", "evaluate_heldout"]
 
 
 def product_mask(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -28,6 +31,12 @@ def product_mask(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndar
     for m in masks:
         out *= resize_mask(np.asarray(m, np.float32), shape)
     return out
+
+
+def multinet_score_mask(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """The Multi-Net product as it is scored: its n-th root, so binarising at t keeps the
+    pixels whose product is >= t ** n."""
+    return product_mask(masks, shape) ** (1.0 / len(masks))
 
 
 def evaluate_heldout(
@@ -81,7 +90,8 @@ def evaluate_heldout(
                     masks[name] = None
             for name, members in products.items():
                 parts = [masks.get(m) for m in members]
-                masks[name] = None if any(p is None for p in parts) else product_mask(parts, (h, w))
+                masks[name] = (None if any(p is None for p in parts)
+                               else multinet_score_mask(parts, (h, w)))
             if row is None and len(grid) < grid_frames:
                 row = GridRow(f"{rec.video}/{rec.frame}", rec.image, rec.gt_mask)
                 row.masks = {k: v for k, v in masks.items() if v is not None}

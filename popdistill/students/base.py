@@ -125,6 +125,11 @@ class StudentNet(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
+    def param_groups(self, lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+        """Optimiser parameter groups at learning rate ``lr``: one group here; an architecture
+        may give a layer its own rate (LowRes-Net's fully connected head)."""
+        return [{"params": list(self.parameters()), "lr": lr, "weight_decay": weight_decay}]
+
     def predict(self, images: Tensor | np.ndarray) -> Tensor:
         """Soft masks at ``output_size`` for images of any size (resized to a square of
         ``input_size``, as the papers do; the aspect ratio is not kept).
