@@ -9,8 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from popdistill.data.schema import table_to_records
-from popdistill.pipeline.rescore import agreement_scores, rescore_predictions, select_scored
+from popdistill.data.schema import records_to_table, table_to_records
+from popdistill.pipeline.rescore import (
+    agreement_scores,
+    empty_masks,
+    rescore_predictions,
+    select_scored,
+)
 from popdistill.storage import RunPath
 from tests.train.toy import square_records, write_store
 
@@ -58,3 +63,29 @@ def test_an_unknown_scorer_is_refused(tmp_path):
     with pytest.raises(ValueError, match="scorer: 'votes' is not one of evalseg, agreement"):
         rescore_predictions({"a": str(tmp_path)}, "x", RunPath.of(str(tmp_path / "o")), 2,
                             scorer="votes")
+
+
+def test_a_mask_empty_at_the_threshold_is_never_chosen_or_selected(tmp_path):
+    frames = square_records(4, size=32, seed=5, video="v")
+    stores = {}
+    for name, level in (("faint", 0.3), ("also_faint", 0.3), ("sure", 0.9)):
+        recs = copy.deepcopy(frames)
+        for r in recs:  # all three have the object's shape: they agree perfectly
+            r.mask = np.where(r.gt_mask, level, 0.01).astype(np.float32)
+        stores[name] = str(write_store(tmp_path / name / "v", recs, files=1).parent)
+    masks = [torch.full((2, 1, 4, 4), 0.3), torch.full((2, 1, 4, 4), 0.6)]
+    assert empty_masks(masks).tolist() == [[True, False], [True, False]]
+    out = RunPath.of(str(tmp_path / "scored"))
+    scored = rescore_predictions(stores, "-", out, 2, scorer="agreement", log=lambda _: None)
+    assert scored["chosen"] == {"faint": 0, "also_faint": 0, "sure": 4}  # ties went to "faint"
+    # where every student is empty, the frame scores 0 and is not selected even at top = 1
+    for f in (tmp_path / "sure" / "v").glob("*.parquet"):
+        recs = table_to_records(pq.read_table(f))
+        for r in recs:
+            r.mask = np.full_like(r.mask, 0.2)
+        pq.write_table(records_to_table(recs), f)
+    again = RunPath.of(str(tmp_path / "scored2"))
+    scored = rescore_predictions(stores, "-", again, 2, scorer="agreement", log=lambda _: None)
+    assert scored["scores"] == [0.0] * 4
+    select_scored(again, RunPath.of(str(tmp_path / "sel")), scored["scores"], 1.0, None)
+    assert not (tmp_path / "sel").exists() or not list((tmp_path / "sel").glob("*.parquet"))

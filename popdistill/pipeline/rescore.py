@@ -29,7 +29,7 @@ from popdistill.storage import RunPath
 
 SCORERS = ("evalseg", "agreement")
 
-__all__ = ["SCORERS", "agreement_scores", "best_per_frame", "rescore_predictions", "select_scored"]
+__all__ = ["SCORERS", "agreement_scores", "best_per_frame", "empty_masks", "rescore_predictions", "select_scored"]
 
 
 def best_per_frame(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +48,12 @@ def agreement_scores(masks: Sequence[Any]) -> Any:
 
     size = max((tuple(m.shape[-2:]) for m in masks), key=lambda hw: hw[0] * hw[1])
     return evalseg_targets([resize_to(m, size) for m in masks])[1]
+
+
+def empty_masks(masks: Sequence[Any], threshold: float = 0.5) -> np.ndarray:
+    """Frames x students: True where a mask has no pixel >= ``threshold`` (empty once
+    binarised). Such a mask is never selected, whatever its score: it would teach "no object"."""
+    return np.stack([m.flatten(1).amax(1).numpy() < threshold for m in masks], axis=1)
 
 
 def _video_records(store: RunPath, video_dir: str) -> dict[int, Any]:
@@ -114,11 +120,12 @@ def rescore_predictions(
                                           .astype(np.float32))[:, None] for n in names]
                 if model is None:
                     scores[s : s + len(part)] = agreement_scores(masks).numpy()
-                    continue
-                images = torch.from_numpy(np.stack([per_student[names[0]][f].image for f in part]))
-                images = images.permute(0, 3, 1, 2)
-                for k, m in enumerate(masks):
-                    scores[s : s + len(part), k] = score_masks(model, images, m).numpy()
+                else:
+                    images = torch.from_numpy(np.stack([per_student[names[0]][f].image
+                                                        for f in part])).permute(0, 3, 1, 2)
+                    for k, m in enumerate(masks):
+                        scores[s : s + len(part), k] = score_masks(model, images, m).numpy()
+                scores[s : s + len(part)][empty_masks(masks)] = 0.0
             best, best_scores = best_per_frame(scores)
             kept = []
             for f, b, sc in zip(frames, best, best_scores):
@@ -146,7 +153,8 @@ def select_scored(
     scored: RunPath, selected: RunPath, scores: list[float], top: float, threshold: float | None
 ) -> float:
     """Write the frames of ``scored`` with score >= the threshold (``threshold``, or the one
-    keeping the ``top`` fraction of ``scores``) to ``selected``; returns the threshold."""
+    keeping the ``top`` fraction of ``scores``) and > 0 (never an empty mask) to ``selected``;
+    returns the threshold."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -157,7 +165,8 @@ def select_scored(
     selected.delete()
     for f in scored.files(".parquet"):
         table = pq.read_table(f, filesystem=scored.fs)
-        table = table.filter(pc.greater_equal(table["score"], threshold))
+        keep = pc.and_(pc.greater_equal(table["score"], threshold), pc.greater(table["score"], 0.0))
+        table = table.filter(keep)
         if table.num_rows:
             (selected / f.rsplit("/", 1)[-1]).write_table(table)
     return float(threshold)

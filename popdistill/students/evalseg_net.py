@@ -31,8 +31,11 @@ _ZERO_NORM = 1e-12
 def quality_target(student_mask: Tensor | np.ndarray, multinet_mask: Tensor | np.ndarray) -> Tensor:
     """Cosine similarity of the flattened masks (same shape), in [0, 1] for masks in [0, 1].
 
-    A 2-D pair gives a scalar; B x H x W or B x 1 x H x W pairs give one value per item. Zero
-    masks: both empty -> 1 (they agree), only one empty -> 0.
+    A 2-D pair gives a scalar; B x H x W or B x 1 x H x W pairs give one value per item. An
+    empty (all-zero) mask on either side gives 0, also when both are empty: an empty mask is
+    never a good pseudo-label for videos that show an object (the teacher's score of one is 0
+    too). Counting two empty masks as agreeing taught EvalSeg-Net that empty masks are
+    perfect, and generation 2 of the quickstart then trained on empty masks (label J 0.03).
     """
     a = torch.as_tensor(student_mask).float()
     b = torch.as_tensor(multinet_mask).float()
@@ -48,7 +51,7 @@ def quality_target(student_mask: Tensor | np.ndarray, multinet_mask: Tensor | np
     na, nb = a.norm(dim=1), b.norm(dim=1)
     a_zero, b_zero = na <= _ZERO_NORM, nb <= _ZERO_NORM
     cos = (a * b).sum(dim=1) / (na * nb).clamp_min(_ZERO_NORM**2)
-    cos = torch.where(a_zero | b_zero, (a_zero & b_zero).float(), cos.clamp(0.0, 1.0))
+    cos = torch.where(a_zero | b_zero, torch.zeros_like(cos), cos.clamp(0.0, 1.0))
     return cos if batched else cos[0]
 
 

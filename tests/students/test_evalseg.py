@@ -35,9 +35,10 @@ def test_zero_masks_and_batches():
     m = torch.zeros(3, 1, 4, 4)
     m[0] = 1.0
     m[1, 0, 0, 0] = 0.5
-    # item 0: mask vs empty -> 0; item 1: a point vs empty -> 0; item 2: both empty -> 1
-    torch.testing.assert_close(quality_target(m, z), torch.tensor([0.0, 0.0, 1.0]))
-    torch.testing.assert_close(quality_target(m, m), torch.tensor([1.0, 1.0, 1.0]))
+    # item 0: mask vs empty -> 0; item 1: a point vs empty -> 0; item 2: both empty -> 0 (an
+    # empty mask is never a good pseudo-label, even when every student's is empty)
+    torch.testing.assert_close(quality_target(m, z), torch.tensor([0.0, 0.0, 0.0]))
+    torch.testing.assert_close(quality_target(m, m), torch.tensor([1.0, 1.0, 0.0]))
     out = quality_target(np.ones((2, 5, 5)), np.ones((2, 5, 5)))
     torch.testing.assert_close(out, torch.ones(2))
     with pytest.raises(ValueError, match="resize first"):
