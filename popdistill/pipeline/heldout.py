@@ -6,8 +6,9 @@ videos; a Multi-Net row is the pixel-wise product of its members' masks, each fi
 to the frame (:func:`product_mask`), binarised at ``threshold ** n`` for n members: scored as
 its n-th root (the geometric mean) at the usual threshold, i.e. foreground where the students,
 on geometric average, say foreground. The raw product at 0.5 is nearly empty whenever the
-students' soft masks are below ~0.87 on the object (0.87^5 = 0.5), as tiny students' are. Frames are read once, streaming; only per-video sums are
-kept (:class:`~popdistill.evaluate.metrics.Evaluator`).
+students' soft masks are below ~0.87 on the object (0.87^5 = 0.5), as tiny students' are.
+Frames are read once, streaming; only per-video sums are kept
+(:class:`~popdistill.evaluate.metrics.Evaluator`).
 """
 
 from __future__ import annotations

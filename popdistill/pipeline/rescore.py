@@ -29,7 +29,14 @@ from popdistill.storage import RunPath
 
 SCORERS = ("evalseg", "agreement")
 
-__all__ = ["SCORERS", "agreement_scores", "best_per_frame", "empty_masks", "rescore_predictions", "select_scored"]
+__all__ = [
+    "SCORERS",
+    "agreement_scores",
+    "best_per_frame",
+    "empty_masks",
+    "rescore_predictions",
+    "select_scored",
+]
 
 
 def best_per_frame(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

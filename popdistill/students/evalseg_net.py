@@ -48,10 +48,9 @@ def quality_target(student_mask: Tensor | np.ndarray, multinet_mask: Tensor | np
     batched = a.ndim > 2
     a = a.reshape(a.shape[0], -1) if batched else a.reshape(1, -1)
     b = b.reshape(b.shape[0], -1) if batched else b.reshape(1, -1)
-    na, nb = a.norm(dim=1), b.norm(dim=1)
-    a_zero, b_zero = na <= _ZERO_NORM, nb <= _ZERO_NORM
-    cos = (a * b).sum(dim=1) / (na * nb).clamp_min(_ZERO_NORM**2)
-    cos = torch.where(a_zero | b_zero, torch.zeros_like(cos), cos.clamp(0.0, 1.0))
+    # an all-zero side makes the numerator 0, so the clamped denominator yields 0 for it
+    cos = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(_ZERO_NORM**2)
+    cos = cos.clamp(0.0, 1.0)
     return cos if batched else cos[0]
 
 
