@@ -48,9 +48,10 @@ def _video(path: Path):
 
 
 def _jaccard(soft: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    pred = soft > 0.5
-    union, inter = (pred | gt).sum((1, 2)), (pred & gt).sum((1, 2))
-    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    """Per-frame J of soft masks (N x H x W) at 0.5 against ground truth (N x H x W)."""
+    from popdistill.evaluate.metrics import binarize, jaccard
+
+    return np.array([jaccard(binarize(m), g) for m, g in zip(soft, gt)])
 
 
 def main() -> int:
