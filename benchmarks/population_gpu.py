@@ -18,11 +18,20 @@ CPU processes, through the project's own pure functions.
 5. With ``--generations 2``: every generation-1 student predicts every training frame; each
    frame keeps its best mask by the pipeline's ``agreement`` score (cosine to the students'
    Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``), the top
-   ``--select-top`` frames by that score train a fresh population, evaluated the same way.
+   ``--select-top`` frames by that score train a fresh population, evaluated the same way
+   (empty masks are never chosen, as in the pipeline).
+
+Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, masks of every
+training frame for generation 2, ``info.json``); a rerun with the same arguments reuses it, so
+a run stopped by a time limit (the device's per-command limit) continues where it stopped
+(``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
+the same device (small models leave an H100 mostly idle one at a time).
 
     python benchmarks/population_gpu.py --out runs/population_gpu
     python benchmarks/population_gpu.py --videos 400 --heldout-videos 40 --seconds 60 \\
         --students fconv,unet,denseunet,dilateunet --generations 2
+    timeout 540 python benchmarks/population_gpu.py --generations 2 --epochs 20 --parallel 5
+        # and the same command again if it was cut off: finished students are reused
     python benchmarks/population_gpu.py --videos 8 --heldout-videos 4 --students unet_tiny \\
         --seconds 5 --device cpu     # a smoke run on a CPU
 """
@@ -66,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--generations", type=int, choices=[1, 2], default=1,
                    help="2: a second population trained on the first one's best masks (agreement)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="students trained at once, each in its own process sharing the device (1)")
+    p.add_argument("--fresh", dest="resume", action="store_false",
+                   help="retrain every student; by default a student whose cached result in OUT "
+                        "matches these arguments is reused, so a run cut off by a time limit "
+                        "continues where it stopped")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
@@ -172,35 +187,108 @@ def evaluate(videos: list[str], masks, labels) -> dict:
     return {k: o[k] for k in ("P", "J", "CorLoc", "frames")}
 
 
-def train_population(names, overrides, images, targets, h_images, h_videos, h_gt, a, device,
-                     rows: dict, label_j: float, all_images) -> tuple[dict, dict]:
-    """Train ``names`` one after another on (images, targets); their held-out rows (and the
-    Multi-Net's) go into ``rows``; returns (training info, masks of ``all_images`` per student
-    as float16 arrays, when given)."""
+def _student_job(job: dict) -> str:
+    """Train one student and cache what the parent needs under ``job["dir"]``: held-out masks
+    (``heldout.npy``), masks of every training frame for the next generation (``train.npy``,
+    when asked) and ``info.json`` last, which marks the student finished (``--resume``).
+    Runs in the parent (``--parallel 1``) or in a spawned process; arrays come as .npy files."""
+    a, d = job["args"], Path(job["dir"])
+    device = torch.device(a.device)
+    if job["parallel"] > 1:     # share the CPU cores between the students' processes
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // job["parallel"]))
+    data = Path(job["data"])
+    images = torch.from_numpy(np.load(data / "images.npy")).to(device)
+    targets = torch.from_numpy(np.load(data / "targets.npy")).to(device)
+    model, info = train_student(job["name"], job["kwargs"], images, targets, a, device)
+    del images, targets
+    d.mkdir(parents=True, exist_ok=True)
+    h_images = np.load(Path(job["heldout"]), mmap_mode="r")
+    np.save(d / "heldout.npy", _predict_chunks(model, h_images, device))
+    if job["all_images"]:
+        np.save(d / "train.npy", _predict_chunks(model, np.load(job["all_images"], mmap_mode="r"), device))
+    (d / "info.json").write_text(json.dumps({**info, "model": job["kwargs"], "key": job["key"]}))
+    return job["name"]
+
+
+def _predict_chunks(model: torch.nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
+    """float16 masks at the model's output size for N x 3 x H x W uint8 images (memory-mapped)."""
+    return np.concatenate([predict(model, torch.from_numpy(np.array(images[s : s + 4096])).to(device))
+                           .astype(np.float16) for s in range(0, len(images), 4096)])
+
+
+def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt, a, rows: dict,
+                     label_j: float, keep_train_masks: bool) -> tuple[dict, dict]:
+    """Train ``names`` on the arrays in ``data_dir`` (``--parallel`` at a time); their held-out rows
+    (and the Multi-Net's) go into ``rows``; returns (training info, float16 masks of every
+    training frame per student, when ``keep_train_masks``). A student whose cache matches these
+    arguments is not trained again (``--resume``)."""
+    import hashlib
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     from popdistill.students.multinet import multinet_product
 
-    trained, student_masks, train_masks = {}, {}, {}
+    out = Path(a.out) / f"gen-{gen}"
+    jobs, trained = [], {}
+    labels_digest = hashlib.sha1((data_dir / "targets.npy").read_bytes()).hexdigest()
     for name in names:
         kw = dict(overrides.get(name, {}))
         if not name.startswith("lowres") and not name.endswith("_tiny"):
             kw.setdefault("input_size", a.input_size)
-        model, info = train_student(name, kw, images, targets, a, device)
-        student_masks[name] = predict(model, h_images)
+        key = _cache_key(a, name, kw, gen, labels_digest)
+        info_path = out / name / "info.json"
+        if a.resume and info_path.exists() and json.loads(info_path.read_text()).get("key") == key \
+                and (not keep_train_masks or (out / name / "train.npy").exists()):
+            print(f"  {name}: generation {gen} cached in {out / name}", flush=True)
+            continue
+        jobs.append({"args": a, "name": name, "kwargs": kw, "key": key, "dir": str(out / name),
+                     "data": str(data_dir), "heldout": str(Path(a.out) / "data" / "heldout.npy"),
+                     "all_images": str(Path(a.out) / "data" / "all_images.npy") if keep_train_masks else "",
+                     "parallel": a.parallel})
+    if a.parallel > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(a.parallel, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            for name in pool.map(_student_job, jobs):
+                print(f"  {name}: done", flush=True)
+    else:
+        for job in jobs:
+            _student_job(job)
+    student_masks, train_masks = {}, {}
+    for name in names:
+        d = out / name
+        info = json.loads((d / "info.json").read_text())
+        info.pop("key", None)
+        trained[name] = info
+        student_masks[name] = np.load(d / "heldout.npy").astype(np.float32)
         rows[name] = evaluate(h_videos, student_masks[name], h_gt)
-        trained[name] = {**info, "model": kw}
-        print(f"    held-out J {rows[name]['J']:.3f}", flush=True)
-        if all_images is not None:
-            train_masks[name] = np.concatenate([
-                predict(model, all_images[s : s + 4096].to(device)).astype(np.float16)
-                for s in range(0, len(all_images), 4096)])
-        del model
-        _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
+        print(f"    {name} (gen {gen}) held-out J {rows[name]['J']:.3f}", flush=True)
+        if keep_train_masks:
+            train_masks[name] = np.load(d / "train.npy", mmap_mode="r")
+    _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
     if len(names) > 1:
         prod = [multinet_product([torch.from_numpy(student_masks[n][i])[None, None] for n in names],
                                  h_gt[i].shape)[0, 0].numpy() for i in range(len(h_gt))]
         rows["Multi-Net (product)"] = evaluate(h_videos, prod, h_gt)
         rows["Multi-Net (product >= 0.5^n)"] = evaluate(h_videos, [p ** (1 / len(names)) for p in prod], h_gt)
     return trained, train_masks
+
+
+def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_digest: str) -> str:
+    """What a cached student depends on: its training labels and arguments, the held-out data."""
+    fields = ("preset", "videos", "heldout_videos", "train_seed", "heldout_seed", "select_top",
+              "input_size", "seconds", "epochs", "batch_size", "lr", "loss")
+    return json.dumps({"name": name, "kwargs": kwargs, "gen": gen, "labels": labels_digest,
+                       **{f: getattr(a, f) for f in fields}}, sort_keys=True)
+
+
+def _chw(frames: np.ndarray) -> np.ndarray:
+    """N x H x W x 3 -> N x 3 x H x W, contiguous (what the students take)."""
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+
+
+def _save(folder: Path, **arrays: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        np.save(folder / f"{name}.npy", arr)
 
 
 def _write(a: argparse.Namespace, report: dict) -> None:
@@ -229,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data + teacher: {t_data:.0f} s; selected {keep.sum()} of {keep.size} training frames "
           f"from {kept_videos} of {len(train)} videos (threshold {thr:.3f})", flush=True)
 
-    images = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous().to(device)
-    targets = torch.from_numpy(labels)[:, None].to(device)
     h_videos = [v["video"] for v in held for _ in range(len(v["frames"]))]
-    h_images = torch.from_numpy(np.concatenate([v["frames"] for v in held])).permute(0, 3, 1, 2).to(device)
     h_gt = np.concatenate([v["labels"] for v in held])
     h_teacher = np.concatenate([v["masks"] for v in held])
     t_gt = np.concatenate([v["labels"] for v in train])[keep]
@@ -241,38 +326,44 @@ def main(argv: list[str] | None = None) -> int:
     rows = {"teacher (VideoPCA, held-out)": evaluate(h_videos, h_teacher, h_gt),
             "centre prior": evaluate(h_videos, [centre_prior(*g.shape) for g in h_gt], h_gt)}
     label_j = evaluate(["train"] * len(labels), labels, t_gt)["J"]
-    all_images = None
+    data = Path(a.out) / "data"
+    _save(data, heldout=_chw(np.concatenate([v["frames"] for v in held])))
+    _save(Path(a.out) / "gen-1" / "data", images=_chw(frames), targets=labels[:, None])
     if a.generations > 1:
-        all_images = torch.from_numpy(np.concatenate([v["frames"] for v in train])).permute(0, 3, 1, 2)
-    trained, train_masks = train_population(names, overrides, images, targets, h_images, h_videos,
-                                            h_gt, a, device, rows, label_j, all_images)
+        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])))
+    del frames, labels, held
+    trained, train_masks = train_population(names, overrides, Path(a.out) / "gen-1" / "data", 1, h_videos,
+                                            h_gt, a, rows, label_j, a.generations > 1)
     if a.generations > 1:
-        from popdistill.pipeline.rescore import agreement_scores
+        from popdistill.pipeline.rescore import agreement_scores, best_per_frame, empty_masks
         from popdistill.students.base import resize_to
         from popdistill.teacher.selection import top_fraction_threshold as top_thr
 
+        all_images = np.load(data / "all_images.npy", mmap_mode="r")
         n_all = len(all_images)
         best, best_score = np.zeros(n_all, int), np.zeros(n_all)
         for s in range(0, n_all, 1024):
-            sc = agreement_scores([torch.from_numpy(train_masks[n][s : s + 1024]).float()[:, None]
-                                   for n in names]).numpy()
-            best[s : s + 1024], best_score[s : s + 1024] = sc.argmax(1), sc.max(1)
+            masks = [torch.from_numpy(np.array(train_masks[n][s : s + 1024], np.float32))[:, None]
+                     for n in names]
+            sc = agreement_scores(masks).numpy()
+            sc[empty_masks(masks)] = 0.0    # as the pipeline: an empty mask is never a label
+            best[s : s + 1024], best_score[s : s + 1024] = best_per_frame(sc)
         thr2 = top_thr(best_score, a.select_top)
-        keep2 = np.flatnonzero(best_score >= thr2)
+        keep2 = np.flatnonzero((best_score >= thr2) & (best_score > 0))
         size = tuple(all_images.shape[-2:])
-        labels2 = np.stack([resize_to(torch.from_numpy(train_masks[names[best[i]]][i]).float()[None, None],
-                                      size)[0, 0].numpy() for i in keep2])
+        labels2 = np.stack([resize_to(torch.from_numpy(np.array(train_masks[names[best[i]]][i], np.float32))
+                                      [None, None], size)[0, 0].numpy() for i in keep2])
         all_gt = np.concatenate([v["labels"] for v in train])
         label_j2 = evaluate(["train"] * len(keep2), labels2, all_gt[keep2])["J"]
         print(f"generation 2: selected {len(keep2)} of {n_all} frames by agreement, label J "
               f"{label_j2:.3f} (generation 1's: {label_j:.3f}); best masks from "
               f"{ {n: int((best[keep2] == k).sum()) for k, n in enumerate(names)} }", flush=True)
         del train_masks
+        _save(Path(a.out) / "gen-2" / "data", images=np.ascontiguousarray(all_images[keep2]),
+              targets=labels2[:, None])
         rows2: dict = {}
-        trained2, _ = train_population(
-            names, overrides, all_images[keep2].contiguous().to(device),
-            torch.from_numpy(labels2)[:, None].to(device), h_images, h_videos, h_gt, a, device,
-            rows2, label_j2, None)
+        trained2, _ = train_population(names, overrides, Path(a.out) / "gen-2" / "data", 2, h_videos,
+                                       h_gt, a, rows2, label_j2, False)
         rows.update({f"{k} (gen 2)": v for k, v in rows2.items()})
         trained.update({f"{k} (gen 2)": v for k, v in trained2.items()})
         trained["generation 2 selection"] = {"frames": int(len(keep2)), "label_j": label_j2,
