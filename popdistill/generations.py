@@ -3,7 +3,8 @@
     data (embedded world generated if missing) ; held-out: VideoPCA + centre prior
     generation 1:  VideoPCA teacher -> top fraction by score -> population -> held-out
                    evaluation (each student, Multi-Net) -> EvalSeg-Net
-    generation k:  gen k-1 students predict every training frame -> EvalSeg-Net scores them,
+    generation k:  gen k-1 students predict every training frame -> EvalSeg-Net scores them
+                   (and gen 1's VideoPCA masks with selection.with_teacher),
                    each frame keeps its best mask, the best frames are kept -> a fresh
                    population -> evaluation -> EvalSeg-Net
     report:        the table (centre prior, VideoPCA, every student, Multi-Net: P, J, CorLoc)
@@ -31,6 +32,7 @@ __all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]
 
 Log = Callable[[str], None]
 CENTRE, VIDEOPCA, MULTINET = "centre prior", "VideoPCA", "Multi-Net"
+TEACHER = "videopca"  # the generation-1 teacher's masks as a candidate (selection.with_teacher)
 
 
 def ensure_data(data: DataConfig, log: Log = print) -> dict[str, Any]:
@@ -114,13 +116,16 @@ def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunP
     return stores
 
 
-def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str) -> dict[str, Any]:
+def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
+            teacher_store: str) -> dict[str, Any]:
     import numpy as np
 
     from popdistill.pipeline.rescore import rescore_predictions, select_scored
     from popdistill.tracking import selection_summary
 
     sel = run.cfg.selection
+    if sel.with_teacher:
+        stores = {**stores, TEACHER: teacher_store}
     root = run.gen_root(k) / "selection"
     scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
                                  scorer=sel.scorer)
@@ -134,8 +139,9 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str) ->
     gen_run.log_metrics(stats)
     run.log(f"selection: kept {int(stats['selection/kept'])} of {int(stats['selection/total'])} "
             f"frames ({sel.scorer} score >= {threshold:.4f})")
+    source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
-            "teacher": f"{sel.scorer}+students:gen-{k - 1}", "chosen": scored["chosen"]}
+            "teacher": f"{sel.scorer}+{source}", "chosen": scored["chosen"]}
 
 
 def _lineage(sel: dict[str, Any], k: int) -> dict[str, Any]:
@@ -232,7 +238,7 @@ def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[s
         preds = run.step(f"{g}/predict", lambda: _predict(
             run, ckpts, run.cfg.data, run.gen_root(k) / "predict", k))
         sel = run.step(f"{g}/select", lambda: _select(
-            run, gen_run, k, preds, prev["evalseg"]["checkpoint"]))
+            run, gen_run, k, preds, prev["evalseg"]["checkpoint"], frames_store))
     train = run.step(f"{g}/train", lambda: _train(run, gen_run, k, sel, baselines["store"]))
     ckpts = {n: t["checkpoint"] for n, t in train.items()}
     eval_stores = run.step(f"{g}/predict-eval", lambda: _predict(

@@ -87,12 +87,15 @@ class SelectionConfig:
     >= ``threshold`` or, when no threshold is set, the ``top`` fraction. ``scorer``:
     ``evalseg`` (EvalSeg-Net, the thesis) or ``agreement`` (EvalSeg-Net's training target
     computed exactly: cosine of the mask to the students' Multi-Net product;
-    :mod:`popdistill.pipeline.rescore`).
+    :mod:`popdistill.pipeline.rescore`). ``with_teacher``: generation 1's VideoPCA mask of
+    each frame is one more candidate beside the students' masks (off in the thesis, where the
+    students are already better than their teacher; docs/results.md).
     """
 
     top: float = 0.1
     threshold: float | None = None
     scorer: str = "evalseg"
+    with_teacher: bool = False
 
     def validate(self) -> None:
         from popdistill.pipeline.rescore import SCORERS

@@ -166,7 +166,9 @@ def test_two_generations_end_to_end_then_a_rerun_redoes_nothing(ray_session, wor
 def test_a_killed_driver_resumes_after_its_last_finished_step(ray_session, worlds, tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(worlds, out)))
+    cfg = tiny_config(worlds, out)
+    cfg["selection"]["with_teacher"] = True  # generation 1's masks compete at generation 2
+    config.write_text(yaml.safe_dump(cfg))
     address = ray_session.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "popdistill.cli", "run", str(config), "--address", address]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -199,3 +201,9 @@ def test_a_killed_driver_resumes_after_its_last_finished_step(ray_session, world
         assert steps[name]["started"] >= killed_at - 1
     assert {p: p.stat().st_mtime_ns for p in (out / "gen-1/teacher/done").iterdir()} == done_markers
     assert "Multi-Net" in result.stdout and (out / "report.json").is_file()
+    sel = steps["gen-2/select"]["result"]
+    assert set(sel["chosen"]) == {*STUDENTS, "videopca"}
+    assert sum(sel["chosen"].values()) == TRAIN_FRAMES
+    assert sel["teacher"] == "evalseg+students:gen-1+videopca:gen-1"
+    assert {r["teacher"] for r in _rows(sel["selected"])} <= {
+        f"evalseg:{s}" for s in (*STUDENTS, "videopca")}

@@ -89,3 +89,30 @@ def test_a_mask_empty_at_the_threshold_is_never_chosen_or_selected(tmp_path):
     assert scored["scores"] == [0.0] * 4
     select_scored(again, RunPath.of(str(tmp_path / "sel")), scored["scores"], 1.0, None)
     assert not (tmp_path / "sel").exists() or not list((tmp_path / "sel").glob("*.parquet"))
+
+
+def test_the_teachers_mask_competes_when_selection_includes_it(tmp_path):
+    """selection.with_teacher: generation 1's VideoPCA store is one more candidate; where the
+    students' masks are wrong or faint, the teacher's right mask is the one kept."""
+    from popdistill.generations import TEACHER
+
+    frames = square_records(4, size=32, seed=7, video="v")
+    stores = {}
+    for name, make in (("off", lambda r: _soft(np.roll(r.gt_mask, 16, axis=1) & ~r.gt_mask)),
+                       ("faint", lambda r: np.where(r.gt_mask, 0.3, 0.01).astype(np.float32)),
+                       (TEACHER, lambda r: _soft(r.gt_mask))):
+        recs = copy.deepcopy(frames)
+        for r in recs:
+            r.mask = make(r)
+        stores[name] = str(write_store(tmp_path / name / "v", recs, files=1).parent)
+    out = RunPath.of(str(tmp_path / "scored"))
+    students_only = rescore_predictions({k: stores[k] for k in ("off", "faint")}, "-", out, 2,
+                                        scorer="agreement", log=lambda _: None)
+    assert students_only["chosen"] == {"off": 4, "faint": 0} and students_only["j"] == [0.0] * 4
+    out = RunPath.of(str(tmp_path / "scored-with-teacher"))
+    scored = rescore_predictions(stores, "-", out, 2, scorer="agreement", log=lambda _: None)
+    # two of the three candidates put the object on the square, so their product peaks there:
+    # the teacher's mask agrees best ("faint" is empty at 0.5, never chosen)
+    assert scored["chosen"][TEACHER] == 4 and scored["j"] == pytest.approx([1.0] * 4)
+    rows = table_to_records(pq.read_table(tmp_path / "scored-with-teacher" / "v.parquet"))
+    assert {r.teacher for r in rows} == {f"agreement:{TEACHER}"}

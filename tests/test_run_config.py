@@ -80,6 +80,7 @@ def test_valid_config_builds_every_step_config():
         ("teacher.videopca.k", "3", "teacher.videopca.k: expected an integer"),
         ("selection.top", 1.5, "selection: top: 1.5 is not in (0, 1]"),
         ("selection.scorer", "votes", "selection: scorer: 'votes' is not one of evalseg, agreement"),
+        ("selection.with_teacher", "sometimes", "selection.with_teacher: expected true or false"),
         ("students.names", ["lowres_tiny", "resnet"], "names[1]: 'resnet' is not one of denseunet,"),
         ("students.models", {"unet": {}}, "models.unet: not one of the students"),
         ("training.store", "x", "training.store: set by the pipeline"),

@@ -141,7 +141,7 @@ def fit_evalseg(
 ) -> list[float]:
     """Train ``model`` (EvalSeg-Net) on ``pairs`` with MSE; returns the mean loss per epoch."""
     device = next(model.parameters()).device
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = optimizer or torch.optim.Adam(_param_groups(model, lr))
     generator = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
@@ -162,6 +162,13 @@ def fit_evalseg(
             n += len(targets)
         losses.append(total / max(n, 1))
     return losses
+
+
+def _param_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """EvalSeg-Net's own groups (its FC head at a lower rate), one group for any other model."""
+    if hasattr(model, "param_groups"):
+        return model.param_groups(lr)
+    return [{"params": list(model.parameters()), "lr": lr}]
 
 
 def score_masks(evalseg: nn.Module, images: Tensor, masks: Tensor) -> Tensor:
@@ -234,7 +241,7 @@ def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
         f"evalseg: {pairs.images.shape[0]} frames x {len(students)} students = {len(pairs)} pairs "
         f"(mean target {float(pairs.targets.mean()):.3f}) in {time.perf_counter() - t0:.1f} s"
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(_param_groups(model, cfg.lr))
     losses = fit_evalseg(model, pairs, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, optimizer)
     target = RunPath.of(cfg.out) / "evalseg" / f"{cfg.model}.pt"
     with tempfile.TemporaryDirectory() as d:

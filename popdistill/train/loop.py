@@ -208,7 +208,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     loss_fn = LOSSES[cfg.loss]
     model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when > 1 worker
     raw_model = model.module if hasattr(model, "module") else model
-    optimizer = torch.optim.Adam(model.param_groups(cfg.lr, cfg.weight_decay))
+    optimizer = torch.optim.Adam(raw_model.param_groups(cfg.lr, cfg.weight_decay))
 
     start_epoch, step, history, attempt = 0, 0, [], 0
     checkpoint = ray.train.get_checkpoint()  # every worker restores the same checkpoint

@@ -74,3 +74,43 @@ def test_predict_resizes_images_and_masks_and_uses_the_mask():
     assert scores.shape == (2,) and model.training
     torch.testing.assert_close(scores, model.predict(images.float() / 255, masks[:, None]))
     assert not torch.allclose(scores, model.predict(images, 1.0 - masks))
+
+
+def _full_head_scores_after_steps(head_lr_scale: float, steps: int = 3) -> torch.Tensor:
+    """Training-mode scores of a narrow surrogate with the full-size 65,536 -> 512 head after
+    ``steps`` Adam steps at the paper's lr 1e-4 (MSE to targets in [0.4, 0.9], blob images)."""
+    import torch.nn.functional as F
+
+    from tests.students.test_lowres_prior import _blobs
+
+    torch.manual_seed(0)
+    net = create_evalseg("evalseg", width=4, head_lr_scale=head_lr_scale)
+    assert net.head[1].in_features == 64 * 32 * 32 and net.head[1].out_features == 512
+    opt = torch.optim.Adam(net.param_groups(1e-4))
+    g = torch.Generator().manual_seed(0)
+    net.train()
+    for step in range(steps):
+        x, m = _blobs(8, seed=step)
+        loss = F.mse_loss(net(x, F.interpolate(m, size=128)), torch.rand(8, generator=g) * 0.5 + 0.4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x, m = _blobs(8, seed=99)
+    with torch.no_grad():  # batch statistics, as in training (running ones lag 3 steps behind)
+        return net(x, F.interpolate(m, size=128))
+
+
+def test_full_size_head_learns_at_a_tenth_of_the_rate_and_collapses_at_the_full_rate():
+    # one rate everywhere: Adam's first step moves each score logit by ~lr x 65,536 inputs, the
+    # sigmoid saturates and every mask gets the same score
+    collapsed = _full_head_scores_after_steps(1.0)
+    assert float(collapsed.std()) < 1e-3 and float(collapsed.min()) > 0.99
+    # the default (head at 0.1 x lr): scores still differ between masks
+    assert float(_full_head_scores_after_steps(0.1).std()) > 5e-3
+    assert create_evalseg("evalseg", width=4).config.head_lr_scale == 0.1
+    tiny = create_evalseg("evalseg_tiny")
+    assert [g["lr"] for g in tiny.param_groups(1e-3)] == [1e-3, 1e-3]
+    groups = create_evalseg("evalseg", width=4).param_groups(1e-4)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-5])
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(
+        p.numel() for p in create_evalseg("evalseg", width=4).parameters())
