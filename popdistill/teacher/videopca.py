@@ -15,20 +15,18 @@ loop over pixels or frames; everything below runs on a whole window at once.
 Speed (one core, 128 px): the Gram matrix of the uint8 frames is an exact int8 matmul; the
 blur is two small matmuls; colours go through a look-up table (``colour.py``); bool
 comparisons and float x bool products run in numpy, which is several times faster than torch
-for them; hysteresis labels the whole window at once with an in-plane structure.
+for them; hysteresis labels the whole window at once with an in-plane structure. The array
+building blocks (PCA basis, Gram matrix, blur, centre prior, hysteresis) are in ``videopca_ops``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-import scipy.ndimage as ndi
 import torch
-import torch.nn.functional as F
 
 from popdistill.config import choice
 from popdistill.errors import UserError
@@ -37,6 +35,17 @@ from popdistill.teacher.colour import (
     colour_bin_index_u8,
     colour_lut,
     colour_scores,
+)
+from popdistill.teacher.videopca_ops import (
+    above_fraction,
+    background_basis,
+    centre_prior,
+    centred_gram_u8,
+    foreground_cue,
+    gaussian_blur,
+    hysteresis,
+    minmax_normalise,
+    resize_frames,
 )
 
 __all__ = [
@@ -130,159 +139,6 @@ class TooFewFrames(ValueError):
         self.needed = needed
 
 
-# ----------------------------------------------------------------------------- building blocks
-
-
-def resize_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """(T, H, W, 3) uint8 frames -> (T, size, size, 3) uint8, antialiased bilinear.
-
-    Runs torch's uint8 channels-last kernel (~12x faster than resizing floats; within 1 grey
-    level of it and of PIL's bilinear resize).
-    """
-    x = torch.as_tensor(frames)
-    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {tuple(x.shape)} {x.dtype}")
-    x = x.contiguous()
-    if x.shape[1:3] == (size, size):
-        return x
-    y = F.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True)
-    return y.permute(0, 2, 3, 1).contiguous()
-
-
-def background_basis(data: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k eigenvectors E (T x k) and eigenvalues of the Gram matrix of centred frames.
-
-    ``data`` is D^T (T x pixels*3). With D = U S E^T, the pixel-space principal directions
-    are U_k = D E_k / sqrt(lambda_k) and the background reconstruction is
-    U_k U_k^T D = D E_k E_k^T, the rank-k SVD reconstruction; it is computed in the second
-    form, which needs no division by (possibly zero) eigenvalues.
-    """
-    return _top_eigen((data @ data.T).to(torch.float64), k, data.dtype)
-
-
-def _top_eigen(gram: torch.Tensor, k: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    lam, vec = torch.linalg.eigh(gram)
-    k = min(k, gram.shape[0])
-    return vec[:, -k:].flip(1).to(dtype), lam[-k:].flip(0)
-
-
-_INT_MM_COLUMNS = 1 << 17  # int32 sums of (x - 128)^2 stay exact below 2^31 / 128^2 columns
-
-
-def centred_gram_u8(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact Gram matrix (float64) of uint8 rows each centred on its own mean, and the means.
-
-    The rows, shifted to int8 (x - 128) and joined by a row of ones (whose products give the
-    row sums), go through an int8 matmul with int32 accumulation: ~2.5x faster than float32
-    on one core, and exact. Falls back to float64 where ``torch._int_mm`` is unavailable.
-    """
-    t, n = rows.shape
-    shifted = torch.cat([(rows ^ 0x80).view(torch.int8), torch.ones(1, n, dtype=torch.int8)])
-    prod = torch.zeros(t + 1, t + 1, dtype=torch.float64)
-    for c in range(0, n, _INT_MM_COLUMNS):
-        part = shifted[:, c : c + _INT_MM_COLUMNS]
-        try:
-            prod += torch._int_mm(part, part.T)
-        except (AttributeError, RuntimeError, NotImplementedError):
-            part = part.to(torch.float64)
-            prod += part @ part.T
-    sums = prod[:t, t]
-    return prod[:t, :t] - torch.outer(sums, sums) / n, sums / n + 128.0
-
-
-def foreground_cue(frames: torch.Tensor, k: int) -> torch.Tensor:
-    """(T, H, W, 3) uint8 frames -> (T, H, W) PCA reconstruction error, min-max over the window."""
-    t, h, w, _ = frames.shape
-    rows = frames.reshape(t, -1)
-    gram, means = centred_gram_u8(rows)  # each frame's own scalar mean
-    basis, _ = _top_eigen(gram, k, torch.float32)
-    data = rows.to(torch.float32).sub_(means.to(torch.float32)[:, None])
-    coeff = basis.T.contiguous() @ data  # k x pixels*3
-    for j in range(basis.shape[1]):  # data <- D - D E E^T, in place, one rank-1 update each
-        data.addcmul_(basis[:, j : j + 1], coeff[j : j + 1], value=-1.0)
-    cue = torch.mv(data.square_().view(-1, 3), _ONES3).sqrt_().view(t, h, w)
-    return _normalise(cue, "window")
-
-
-_ONES3 = torch.ones(3)
-
-
-@functools.lru_cache(maxsize=16)
-def _blur_matrix(n: int, sigma: float, truncate: float) -> torch.Tensor:
-    """n x n matrix of a 1-D Gaussian blur with scipy's 'reflect' boundary."""
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
-    cols = np.arange(n)[:, None] + offsets[None, :]
-    cols = np.mod(cols, 2 * n)
-    cols = np.where(cols >= n, 2 * n - 1 - cols, cols)
-    mat = np.zeros((n, n))
-    np.add.at(mat, (np.repeat(np.arange(n), offsets.size), cols.ravel()), np.tile(kernel, n))
-    return torch.from_numpy(mat).float()
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Blur (T, H, W) in-plane; equals ``scipy.ndimage.gaussian_filter(x, (0, sigma, sigma))``.
-
-    Two small dense matmuls (the banded blur matrices) beat scipy's and torch's separable
-    convolutions on one core by ~2x and ~13x at 128 px.
-    """
-    if sigma <= 0:
-        return x.clone()
-    _, h, w = x.shape
-    y = x @ _blur_matrix(w, float(sigma), float(truncate)).T
-    return _blur_matrix(h, float(sigma), float(truncate)) @ y
-
-
-@functools.lru_cache(maxsize=16)
-def centre_prior(h: int, w: int, sigma_frac: float = 1.0 / 3.0) -> torch.Tensor:
-    """(H, W) Gaussian centred on the image, sigma = sigma_frac * min(H, W), peak 1."""
-    sigma = sigma_frac * min(h, w)
-    ys = (torch.arange(h, dtype=torch.float32) - (h - 1) / 2.0) ** 2
-    xs = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2.0) ** 2
-    return torch.exp(-(ys[:, None] + xs[None, :]) / (2.0 * sigma * sigma))
-
-
-_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
-_IN_PLANE[1] = True  # 8-connected within a frame, no links between frames
-
-
-def hysteresis(high: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """Pixels of ``low`` 8-connected (within their frame) to a pixel of ``high``; (T, H, W)."""
-    labels, n = ndi.label(low, structure=_IN_PLANE)
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[labels[high]] = True  # label 0 (outside ``low``) is cleared below
-    keep[0] = False
-    return np.take(keep, labels)
-
-
-def _range(x: torch.Tensor, scope: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame (scope 'frame') or whole-window min and max of (T, H, W), broadcastable."""
-    if scope == "frame":
-        flat = x.reshape(x.shape[0], -1)  # amin/amax: much faster than aminmax(dim)
-        return flat.amin(1).view(-1, 1, 1), flat.amax(1).view(-1, 1, 1)
-    return x.amin(), x.amax()
-
-
-def _normalise(x: torch.Tensor, scope: str) -> torch.Tensor:
-    """Min-max to [0, 1]; a constant frame (or window) becomes 0."""
-    lo, hi = _range(x, scope)
-    span = hi - lo
-    return (x - lo) * torch.where(span > 0, 1.0 / span.clamp_min(1e-30), 0.0)
-
-
-def _above(x: torch.Tensor, frac: float, scope: str) -> np.ndarray:
-    """``normalise(x) > frac`` as a numpy bool array, without forming the normalised array.
-
-    The comparison runs in numpy (several times faster than torch's for a bool result); a
-    constant frame (or window) gets an infinite threshold.
-    """
-    lo, hi = _range(x, scope)
-    thr = torch.where(hi > lo, lo + frac * (hi - lo), torch.inf)
-    return x.numpy() > thr.numpy()
-
-
 # ----------------------------------------------------------------------------- one window
 
 
@@ -313,7 +169,7 @@ def _window_masks(
     blurred = gaussian_blur(cue, cfg.blur_sigma, cfg.blur_truncate)
     clock("blur")
     prior = centre_prior(h, w, cfg.prior_sigma_frac)
-    foreground = torch.from_numpy(_above(blurred.mul_(prior), cfg.fg_threshold, cfg.norm_scope))
+    foreground = torch.from_numpy(above_fraction(blurred.mul_(prior), cfg.fg_threshold, cfg.norm_scope))
     clock("rough_split")
     if cfg.colour_lut:
         index = colour_bin_index_u8(frames, cfg.bins)
@@ -324,12 +180,12 @@ def _window_masks(
     score = colour_scores(index, foreground, n_bins, cfg.bg_smoothing, cfg.hist_normalise)
     clock("colour_hist")
     weighted = score * prior
-    high = _above(weighted, cfg.hysteresis_high, cfg.norm_scope)
-    low = _above(weighted, cfg.hysteresis_low, cfg.norm_scope)
+    high = above_fraction(weighted, cfg.hysteresis_high, cfg.norm_scope)
+    low = above_fraction(weighted, cfg.hysteresis_low, cfg.norm_scope)
     support = hysteresis(high, low)
     clock("hysteresis")
     np.multiply(score.numpy(), support, out=score.numpy())  # numpy: ~2x torch's float * bool
-    masks = _normalise(score, cfg.norm_scope)
+    masks = minmax_normalise(score, cfg.norm_scope)
     clock("output")
     return masks
 

@@ -109,10 +109,10 @@ def test_reconstruction_equals_rank_k_svd():
 
 @pytest.mark.parametrize("mode", ["int8", "chunked", "fallback"])
 def test_centred_gram_u8_is_exact(mode, monkeypatch):
-    from popdistill.teacher import videopca
+    from popdistill.teacher import videopca_ops
 
     if mode == "chunked":
-        monkeypatch.setattr(videopca, "_INT_MM_COLUMNS", 7)
+        monkeypatch.setattr(videopca_ops, "_INT_MM_COLUMNS", 7)
     if mode == "fallback":
         monkeypatch.delattr(torch, "_int_mm")  # float64 path
     rng = np.random.default_rng(8)
