@@ -78,12 +78,19 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         _wait_for_dashboard(dash, head, head_log, 120)
-        submit = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
-             "--submission-id", f"popdistill-test-{os.getpid()}", "--working-dir", ".",
-             "--", "python", "jobs/run.py", "--config", str(config)],
-            cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
-        out = submit.stdout + submit.stderr
+        # The dashboard's port opens before its job agent registers: on a busy machine the
+        # first submissions are refused ("No available agent"); nothing is created then.
+        deadline = time.time() + 180
+        while True:
+            submit = subprocess.run(
+                [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
+                 "--submission-id", f"popdistill-test-{os.getpid()}", "--working-dir", ".",
+                 "--", "python", "jobs/run.py", "--config", str(config)],
+                cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
+            out = submit.stdout + submit.stderr
+            if "No available agent" not in out or time.time() > deadline:
+                break
+            time.sleep(3)
         assert submit.returncode == 0, out[-4000:]
         assert "succeeded" in out.lower(), out[-4000:]
         from ray.job_submission import JobStatus, JobSubmissionClient
