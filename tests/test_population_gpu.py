@@ -1,0 +1,49 @@
+"""benchmarks/population_gpu.py on the CPU: two generations, the per-student cache that lets a
+run cut off by the device's time limit continue, and parallel training processes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark(monkeypatch):
+    """The script as an importable module: its worker processes (fork and spawn) pickle its
+    functions by module name."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("population_gpu")
+
+
+@pytest.mark.timeout(600)
+def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, monkeypatch):
+    bench = _benchmark(monkeypatch)
+    out = tmp_path / "pg"
+    args = ["--out", str(out), "--videos", "3", "--heldout-videos", "1", "--students",
+            "unet_tiny,fconv_tiny", "--epochs", "1", "--device", "cpu", "--generations", "2",
+            "--workers", "2", "--select-top", "0.3"]
+    assert bench.main([*args, "--parallel", "2"]) == 0
+    first = json.loads((out / "population_gpu.json").read_text())
+    log = capsys.readouterr().out
+    assert "cached" not in log and "generation 2: selected" in log
+    rows = first["table"]
+    for name in ("unet_tiny", "fconv_tiny", "unet_tiny (gen 2)", "fconv_tiny (gen 2)",
+                 "Multi-Net (product >= 0.5^n) (gen 2)", "teacher (VideoPCA, held-out)"):
+        assert 0.0 <= rows[name]["J"] <= 1.0 and rows[name]["frames"] == 48
+    assert first["students"]["unet_tiny"]["epochs"] == 1
+    for k in (1, 2):
+        for s in ("unet_tiny", "fconv_tiny"):
+            assert (out / f"gen-{k}" / s / "info.json").is_file()
+    # the same command again (in one process): nothing is trained, the table is the same
+    assert bench.main([*args, "--parallel", "1"]) == 0
+    log = capsys.readouterr().out
+    assert log.count("cached in") == 4 and "steps in" not in log
+    assert json.loads((out / "population_gpu.json").read_text())["table"] == rows
+    # other training arguments: the cache does not match, the students are trained again
+    assert bench.main([*args, "--epochs", "2", "--generations", "1"]) == 0
+    log = capsys.readouterr().out
+    assert "cached in" not in log and log.count("2 epochs") == 2
