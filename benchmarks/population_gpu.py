@@ -72,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=0,
                    help="images per step (0: the thesis's, 32 for LowRes-Net, 16 for the others)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="students' initialisation and batch order")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--generations", type=int, choices=[1, 2], default=1,
                    help="2: a second population trained on the first one's best masks (agreement)")
@@ -131,11 +132,11 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     from popdistill.train.data import augment_pairs
     from popdistill.train.loop import LOSSES
 
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     model = create_student(name, **kwargs).to(device)
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
     opt = torch.optim.Adam(model.param_groups(a.lr))
-    loss_fn, gen = LOSSES[a.loss], torch.Generator().manual_seed(0)
+    loss_fn, gen = LOSSES[a.loss], torch.Generator().manual_seed(a.seed)
     bs = resolve_batch_size(a.batch_size or None, model.input_size, model.output_size)
     n, cuda = len(images), device.type == "cuda"
     t0, epoch, steps, losses = time.perf_counter(), 0, 0, []
@@ -275,7 +276,7 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
 def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_digest: str) -> str:
     """What a cached student depends on: its training labels and arguments, the held-out data."""
     fields = ("preset", "videos", "heldout_videos", "train_seed", "heldout_seed", "select_top",
-              "input_size", "seconds", "epochs", "batch_size", "lr", "loss")
+              "input_size", "seed", "seconds", "epochs", "batch_size", "lr", "loss")
     return json.dumps({"name": name, "kwargs": kwargs, "gen": gen, "labels": labels_digest,
                        **{f: getattr(a, f) for f in fields}}, sort_keys=True)
 
