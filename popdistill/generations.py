@@ -133,12 +133,18 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
                               sel.threshold)
     scores = np.asarray(scored["scores"], np.float64)
     j = np.asarray(scored["j"], np.float64)
-    stats = selection_summary(scores >= threshold, threshold, j if np.isfinite(j).any() else None)
+    kept = (scores >= threshold) & (scores > 0)  # as select_scored: never an empty mask
+    stats = selection_summary(kept, threshold, j if np.isfinite(j).any() else None)
     if np.isfinite(j).any():
         stats["teacher/J"] = float(np.nanmean(j))
     gen_run.log_metrics(stats)
     run.log(f"selection: kept {int(stats['selection/kept'])} of {int(stats['selection/total'])} "
             f"frames ({sel.scorer} score >= {threshold:.4f})")
+    if not kept.any():
+        raise RuntimeError(
+            f"generation {k}: selection kept no frame: every candidate mask is empty at 0.5 or "
+            f"scores below selection.threshold ({sel.threshold}); train generation {k - 1} longer, "
+            "lower the threshold or set selection.with_teacher")
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
             "teacher": f"{sel.scorer}+{source}", "chosen": scored["chosen"]}

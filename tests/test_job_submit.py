@@ -65,6 +65,13 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
     config.write_text(yaml.safe_dump(cfg))
 
     gcs, dash = _free_port(), _free_port()
+    # Every Ray node runs a dashboard agent on fixed default ports (52365 ...); the suite's own
+    # Ray holds them, so this head's agent needs its own or no job can be submitted to it
+    # ("No available agent to submit job").
+    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}",
+                   f"--dashboard-agent-grpc-port={_free_port()}",
+                   f"--metrics-export-port={_free_port()}",
+                   f"--runtime-env-agent-port={_free_port()}"]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
@@ -74,23 +81,16 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
         head = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
              f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
-             "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"],
+             "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats", *agent_ports],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         _wait_for_dashboard(dash, head, head_log, 120)
-        # The dashboard's port opens before its job agent registers: on a busy machine the
-        # first submissions are refused ("No available agent"); nothing is created then.
-        deadline = time.time() + 180
-        while True:
-            submit = subprocess.run(
-                [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
-                 "--submission-id", f"popdistill-test-{os.getpid()}", "--working-dir", ".",
-                 "--", "python", "jobs/run.py", "--config", str(config)],
-                cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
-            out = submit.stdout + submit.stderr
-            if "No available agent" not in out or time.time() > deadline:
-                break
-            time.sleep(3)
+        submit = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
+             "--submission-id", f"popdistill-test-{os.getpid()}", "--working-dir", ".",
+             "--", "python", "jobs/run.py", "--config", str(config)],
+            cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
+        out = submit.stdout + submit.stderr
         assert submit.returncode == 0, out[-4000:]
         assert "succeeded" in out.lower(), out[-4000:]
         from ray.job_submission import JobStatus, JobSubmissionClient
