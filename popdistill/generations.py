@@ -142,9 +142,9 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
             f"frames ({sel.scorer} score >= {threshold:.4f})")
     if not kept.any():
         raise RuntimeError(
-            f"generation {k}: selection kept no frame: every candidate mask is empty at 0.5 or "
-            f"scores below selection.threshold ({sel.threshold}); train generation {k - 1} longer, "
-            "lower the threshold or set selection.with_teacher")
+            f"generation {k}: selection kept no frame: every candidate mask is empty at 0.5"
+            + (f" or scores below selection.threshold {sel.threshold}" if sel.threshold else "")
+            + f"; train generation {k - 1} longer or set selection.with_teacher")
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
             "teacher": f"{sel.scorer}+{source}", "chosen": scored["chosen"]}
