@@ -38,9 +38,7 @@ from popdistill.teacher.colour import (
 )
 from popdistill.teacher.videopca_ops import (
     above_fraction,
-    background_basis,
     centre_prior,
-    centred_gram_u8,
     foreground_cue,
     gaussian_blur,
     hysteresis,
@@ -56,13 +54,6 @@ __all__ = [
     "videopca_video",
     "iter_videopca",
     "window_spans",
-    "resize_frames",
-    "background_basis",
-    "centred_gram_u8",
-    "foreground_cue",
-    "gaussian_blur",
-    "centre_prior",
-    "hysteresis",
 ]
 
 

@@ -17,17 +17,19 @@ from popdistill.teacher.videopca import (
     TooFewFrames,
     VideoPCA,
     VideoPCAConfig,
+    iter_videopca,
+    videopca_video,
+    videopca_window,
+    window_spans,
+)
+from popdistill.teacher.videopca_ops import (
     background_basis,
     centre_prior,
     centred_gram_u8,
     foreground_cue,
     gaussian_blur,
     hysteresis,
-    iter_videopca,
     resize_frames,
-    videopca_video,
-    videopca_window,
-    window_spans,
 )
 
 RED = (230, 60, 40)
