@@ -67,8 +67,10 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
     gcs, dash = _free_port(), _free_port()
     # Every Ray node runs a dashboard agent on fixed default ports (52365 ...); the suite's own
     # Ray holds them, so this head's agent needs its own or no job can be submitted to it
-    # ("No available agent to submit job").
-    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}",
+    # ("No available agent to submit job"). A head's Ray client server binds 10001 by default:
+    # a second head on the machine (another checkout's suite) would fail to start.
+    agent_ports = [f"--ray-client-server-port={_free_port()}",
+                   f"--dashboard-agent-listen-port={_free_port()}",
                    f"--dashboard-agent-grpc-port={_free_port()}",
                    f"--metrics-export-port={_free_port()}",
                    f"--runtime-env-agent-port={_free_port()}"]
@@ -91,8 +93,9 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
              "--", "python", "jobs/run.py", "--config", str(config)],
             cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
         out = submit.stdout + submit.stderr
-        assert submit.returncode == 0, out[-4000:]
-        assert "succeeded" in out.lower(), out[-4000:]
+        why = f"{out[-4000:]}\n--- head log ---\n{head_log.read_text()[-2000:]}"
+        assert submit.returncode == 0, why
+        assert "succeeded" in out.lower(), why
         from ray.job_submission import JobStatus, JobSubmissionClient
 
         client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
