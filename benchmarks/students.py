@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ray-arch", default="unet_tiny", help="model of the Ray Train comparison (unet_tiny)")
     p.add_argument("--ray-batch", type=int, default=8, help="its batch (8)")
     p.add_argument("--ray-steps", type=int, default=30, help="its timed steps (30)")
+    p.add_argument("--worker-omp", type=int, default=0,
+                   help="OMP_NUM_THREADS of the Train worker process (default: Ray's, the worker's CPUs)")
     p.add_argument("--report-steps", type=int, default=5,
                    help="further Ray steps with a ray.train.report after each one (5)")
     p.add_argument("--vp-frames", type=int, default=64)
@@ -156,7 +158,9 @@ def ray_train_overhead(args: argparse.Namespace) -> dict:
             _ray_train_loop,
             train_loop_config=config,
             scaling_config=ScalingConfig(num_workers=1, use_gpu=False, resources_per_worker={"CPU": args.threads}),
-            run_config=RunConfig(name="students-benchmark-ray-overhead", storage_path=storage),
+            run_config=RunConfig(name="students-benchmark-ray-overhead", storage_path=storage,
+                                 worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(args.worker_omp)}}
+                                 if args.worker_omp else None),
         )
         t0 = time.perf_counter()
         result = trainer.fit()
