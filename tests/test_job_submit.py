@@ -67,8 +67,8 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
     gcs, dash = _free_port(), _free_port()
     # Every Ray node runs a dashboard agent on fixed default ports (52365 ...); the suite's own
     # Ray holds them, so this head's agent needs its own or no job can be submitted to it
-    # ("No available agent to submit job"). A head's Ray client server binds 10001 by default:
-    # a second head on the machine (another checkout's suite) would fail to start.
+    # ("No available agent to submit job"). The head's Ray client server (10001 by default) gets
+    # a free port too, so that two suites on one machine do not contend for it.
     agent_ports = [f"--ray-client-server-port={_free_port()}",
                    f"--dashboard-agent-listen-port={_free_port()}",
                    f"--dashboard-agent-grpc-port={_free_port()}",
