@@ -120,7 +120,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
             teacher_store: str) -> dict[str, Any]:
     import numpy as np
 
-    from popdistill.pipeline.rescore import rescore_predictions, select_scored
+    from popdistill.pipeline.rescore import kept_scores, rescore_predictions, select_scored
     from popdistill.tracking import selection_summary
 
     sel = run.cfg.selection
@@ -133,7 +133,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
                               sel.threshold)
     scores = np.asarray(scored["scores"], np.float64)
     j = np.asarray(scored["j"], np.float64)
-    kept = (scores >= threshold) & (scores > 0)  # as select_scored: never an empty mask
+    kept = kept_scores(scores, threshold)  # the rule select_scored wrote the store by
     stats = selection_summary(kept, threshold, j if np.isfinite(j).any() else None)
     if np.isfinite(j).any():
         stats["teacher/J"] = float(np.nanmean(j))

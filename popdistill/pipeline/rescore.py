@@ -156,13 +156,19 @@ def rescore_predictions(
     return {"scores": all_scores, "j": all_j, "chosen": chosen, "videos": len(videos)}
 
 
+def kept_scores(scores, threshold: float) -> np.ndarray:
+    """The selection rule: score >= ``threshold`` and > 0 (an empty mask scores 0: never kept)."""
+    scores = np.asarray(scores, np.float64)
+    return (scores >= threshold) & (scores > 0)
+
+
 def select_scored(
     scored: RunPath, selected: RunPath, scores: list[float], top: float, threshold: float | None
 ) -> float:
-    """Write the frames of ``scored`` with score >= the threshold (``threshold``, or the one
-    keeping the ``top`` fraction of ``scores``) and > 0 (never an empty mask) to ``selected``;
+    """Write the frames of ``scored`` that :func:`kept_scores` keeps at the threshold
+    (``threshold``, or the one keeping the ``top`` fraction of ``scores``) to ``selected``;
     returns the threshold."""
-    import pyarrow.compute as pc
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from popdistill.teacher.selection import ScorePool
@@ -172,8 +178,7 @@ def select_scored(
     selected.delete()
     for f in scored.files(".parquet"):
         table = pq.read_table(f, filesystem=scored.fs)
-        keep = pc.and_(pc.greater_equal(table["score"], threshold), pc.greater(table["score"], 0.0))
-        table = table.filter(keep)
+        table = table.filter(pa.array(kept_scores(table["score"].to_numpy(zero_copy_only=False), threshold)))
         if table.num_rows:
             (selected / f.rsplit("/", 1)[-1]).write_table(table)
     return float(threshold)
