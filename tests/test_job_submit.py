@@ -87,11 +87,17 @@ def test_ray_job_submit_runs_the_pipeline_on_a_fresh_head(tmp_path):
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         _wait_for_dashboard(dash, head, head_log, 120)
-        submit = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
-             "--submission-id", f"popdistill-test-{os.getpid()}", "--working-dir", ".",
-             "--", "python", "jobs/run.py", "--config", str(config)],
-            cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
+        try:
+            submit = subprocess.run(
+                [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
+                 "--submission-id", f"popdistill-test-{os.getpid()}", "--working-dir", ".",
+                 "--", "python", "jobs/run.py", "--config", str(config)],
+                cwd=REPO, capture_output=True, text=True, env=env, timeout=780)
+        except subprocess.TimeoutExpired as e:
+            out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x or ""
+                          for x in (e.stdout, e.stderr))
+            raise AssertionError(f"the job did not finish in 780 s:\n{out[-4000:]}\n--- head log ---\n"
+                                 f"{head_log.read_text()[-2000:]}") from e
         out = submit.stdout + submit.stderr
         why = f"{out[-4000:]}\n--- head log ---\n{head_log.read_text()[-2000:]}"
         assert submit.returncode == 0, why
