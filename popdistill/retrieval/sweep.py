@@ -82,9 +82,9 @@ class SweepConfig:
 def _sweep_trial(config: dict) -> None:
     """Tune trainable: the student with this trial's hyper-parameters, as one Ray Train run."""
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from popdistill.tracking import Tracker
+    from popdistill.train.tune_bridge import fit_reporting_to_tune
 
     trial_id = tune.get_context().get_trial_id()
     hp = {k: config[k] for k in ("phi", "distance", "lam", "lr")}
@@ -98,8 +98,7 @@ def _sweep_trial(config: dict) -> None:
                          "popdistill.trial": trial_id})
         Path(job["dir"], f"{job['name']}.run").write_text(handle.run_id)
         job["mlflow"] = handle
-    result = fit_job(job, config["ray"], [TuneReportCallback()])
-    tune.report({k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)})
+    fit_reporting_to_tune(lambda callbacks: fit_job(job, config["ray"], callbacks))
 
 
 def _teachers(cfg: SweepConfig, corpus: Path, seed: int, ray_cfg: RayRunConfig) -> list[str]:

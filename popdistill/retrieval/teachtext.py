@@ -183,12 +183,10 @@ def fit_job(job: dict, ray_options: dict, callbacks: list | None = None):
 
 
 def _job_trial(config: dict) -> None:
-    """Tune trainable: one job; per-epoch reports reach Tune through the callback."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+    """Tune trainable: one job; each epoch's report reaches Tune (``train.tune_bridge``)."""
+    from popdistill.train.tune_bridge import fit_reporting_to_tune
 
-    result = fit_job(config["job"], config["ray"], [TuneReportCallback()])
-    tune.report({k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)})
+    fit_reporting_to_tune(lambda callbacks: fit_job(config["job"], config["ray"], callbacks))
 
 
 def run_population(jobs: list[dict], ray_cfg: RayRunConfig, name: str, scheduler=None,

@@ -195,13 +195,15 @@ def train_student(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, 
 
 
 def _population_trial(config: dict) -> None:
-    """Tune function trainable: one student's Ray Train run; reports its headline numbers."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+    """Tune function trainable: one student's Ray Train run.
 
-    summary = train_student(load(TrainConfig, config["train"]), callbacks=[TuneReportCallback()])
-    final = {k: v for k, v in summary["metrics"].items() if isinstance(v, int | float)}
-    tune.report({**final, "wall_seconds": summary["wall_seconds"]})
+    Each epoch's report reaches Tune (:mod:`popdistill.train.tune_bridge`); the run's summary
+    is the file :func:`train_student` writes, which :func:`train_population` reads.
+    """
+    from popdistill.train.tune_bridge import fit_reporting_to_tune
+
+    cfg = load(TrainConfig, config["train"])
+    fit_reporting_to_tune(lambda callbacks: train_student(cfg, callbacks=callbacks))
 
 
 def concurrent_runs(
