@@ -5,9 +5,10 @@ cannot run under ``Tuner`` directly). Ray's own bridge, ``TuneReportCallback``, 
 report to the trial actor's main thread through a one-item queue; that thread forwards it
 into the trial session's one-slot result queue. When ``fit()`` returns right after the last
 epoch's report, the trial function's own end-of-trial report can fill that slot first, and
-the main thread then blocks forever on the put (seen as a job that never finishes: a
-``ray job submit`` test hung 13 minutes after its only student finished; a stack dump of the
-trial actor shows both threads in ``Queue.put``).
+the main thread then blocks forever on the put. Seen as a job that never finishes (a
+``ray job submit`` test's job hung 13 minutes after its only student had finished); in a loop
+of one-report trials the 15th hung, and a stack dump of its trial actor showed both threads in
+``Queue.put``.
 
 :func:`fit_reporting_to_tune` avoids the race: ``fit()`` runs in a helper thread, a callback
 in the Train controller puts each report on an unbounded queue, and the trial's own thread —
