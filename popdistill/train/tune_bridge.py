@@ -25,8 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
-
-CHECKPOINT_PATH_KEY = "checkpoint_path"
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY  # the key Ray's own bridge uses
 
 
 class QueueReportCallback(UserCallback):
