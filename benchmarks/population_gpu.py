@@ -17,9 +17,10 @@ CPU processes, through the project's own pure functions.
    product (``Evaluator``), printed as a table and written to ``OUT/population_gpu.json``.
 5. With ``--generations 2``: every generation-1 student predicts every training frame; each
    frame keeps its best mask by the pipeline's ``agreement`` score (cosine to the students'
-   Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``), the top
-   ``--select-top`` frames by that score train a fresh population, evaluated the same way
-   (empty masks are never chosen, as in the pipeline).
+   Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``; with ``--ensemble
+   geomean`` to its n-th root), the top ``--gen2-top`` (default ``--select-top``) frames by that
+   score train a fresh population, evaluated the same way (empty masks are never chosen, as in
+   the pipeline).
 
 Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, masks of every
 training frame for generation 2, ``info.json``); a rerun with the same arguments reuses it, so
@@ -76,6 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--generations", type=int, choices=[1, 2], default=1,
                    help="2: a second population trained on the first one's best masks (agreement)")
+    p.add_argument("--gen2-top", type=float, default=None,
+                   help="fraction of training frames generation 2 keeps (default: --select-top)")
+    p.add_argument("--ensemble", choices=["product", "geomean"], default="product",
+                   help="generation 2's agreement: cosine of each mask to the students' Multi-Net "
+                        "product (the thesis) or to its n-th root, the geometric mean")
     p.add_argument("--parallel", type=int, default=1,
                    help="students trained at once, each in its own process sharing the device (1)")
     p.add_argument("--fresh", dest="resume", action="store_false",
@@ -346,17 +352,17 @@ def main(argv: list[str] | None = None) -> int:
         for s in range(0, n_all, 1024):
             masks = [torch.from_numpy(np.array(train_masks[n][s : s + 1024], np.float32))[:, None]
                      for n in names]
-            sc = agreement_scores(masks).numpy()
+            sc = agreement_scores(masks, a.ensemble).numpy()
             sc[empty_masks(masks)] = 0.0    # as the pipeline: an empty mask is never a label
             best[s : s + 1024], best_score[s : s + 1024] = best_per_frame(sc)
-        thr2 = top_thr(best_score, a.select_top)
+        thr2 = top_thr(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
         keep2 = np.flatnonzero((best_score >= thr2) & (best_score > 0))
         size = tuple(all_images.shape[-2:])
         labels2 = np.stack([resize_to(torch.from_numpy(np.array(train_masks[names[best[i]]][i], np.float32))
                                       [None, None], size)[0, 0].numpy() for i in keep2])
         all_gt = np.concatenate([v["labels"] for v in train])
         label_j2 = evaluate(["train"] * len(keep2), labels2, all_gt[keep2])["J"]
-        print(f"generation 2: selected {len(keep2)} of {n_all} frames by agreement, label J "
+        print(f"generation 2: selected {len(keep2)} of {n_all} frames by agreement ({a.ensemble}), label J "
               f"{label_j2:.3f} (generation 1's: {label_j:.3f}); best masks from "
               f"{ {n: int((best[keep2] == k).sum()) for k, n in enumerate(names)} }", flush=True)
         del train_masks

@@ -128,7 +128,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
         stores = {**stores, TEACHER: teacher_store}
     root = run.gen_root(k) / "selection"
     scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
-                                 scorer=sel.scorer)
+                                 scorer=sel.scorer, ensemble=sel.ensemble)
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
                               sel.threshold)
     scores = np.asarray(scored["scores"], np.float64)

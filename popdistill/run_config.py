@@ -36,7 +36,7 @@ PIPELINE_FIELDS = {
     "teacher": {"data", "format", "out", "reader_options", "generation", "evaluate", "select_top"},
     "training": {"store", "val_store", "out", "student", "name", "model", "use_gpu",
                  "cpus_per_worker", "fault_epoch", "fault_marker"},
-    "evalseg": {"store", "students", "out"},
+    "evalseg": {"store", "students", "out", "ensemble"},
 }
 
 
@@ -89,13 +89,18 @@ class SelectionConfig:
     computed exactly: cosine of the mask to the students' Multi-Net product;
     :mod:`popdistill.pipeline.rescore`). ``with_teacher``: generation 1's VideoPCA mask of
     each frame is one more candidate beside the students' masks (off in the thesis, where the
-    students are already better than their teacher; docs/results.md).
+    students are already better than their teacher; docs/results.md). ``ensemble``: the
+    Multi-Net mask that both scorers measure agreement with: ``product`` (the thesis) or
+    ``geomean``, its n-th root, which does not favour the most conservative student
+    (:func:`popdistill.students.multinet.multinet_mask`; EvalSeg-Net is trained on the same
+    target).
     """
 
     top: float = 0.1
     threshold: float | None = None
     scorer: str = "evalseg"
     with_teacher: bool = False
+    ensemble: str = choice("product", ["product", "geomean"])
 
     def validate(self) -> None:
         from popdistill.pipeline.rescore import SCORERS
@@ -216,7 +221,8 @@ class RunConfig:
         from popdistill.train.evalseg import EvalSegTrainConfig
 
         return load(EvalSegTrainConfig, {**self.evalseg, "store": store, "students": students,
-                                          "out": out}, "evalseg")
+                                          "out": out, "ensemble": self.selection.ensemble},
+                    "evalseg")
 
     def eval_config(self):
         from popdistill.evaluate.metrics import EvalConfig

@@ -43,6 +43,22 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     log = capsys.readouterr().out
     assert log.count("cached in") == 4 and "steps in" not in log
     assert json.loads((out / "population_gpu.json").read_text())["table"] == rows
+    # benchmarks/gen2_labels.py re-renders the training world and scores the same selections
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    labels = importlib.import_module("gen2_labels")
+    assert labels.main([str(out), "--tops", "0.3", "--workers", "1"]) == 0
+    table = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in
+             capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert float(table["generation 1: VideoPCA, top 0.3"][3]) == pytest.approx(first["label_j"], abs=1e-3)
+    gen2 = first["students"]["generation 2 selection"]
+    product = table["agreement (product), top 0.3"]
+    assert (int(product[1]), float(product[3])) == (gen2["frames"], pytest.approx(gen2["label_j"], abs=1e-3))
+    assert "agreement (geomean), top 0.3" in table
+    # generation 2 selected by the geometric mean: generation 1 is reused, generation 2 retrained
+    assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5"]) == 0
+    log = capsys.readouterr().out
+    assert log.count("cached in") == 2 and "by agreement (geomean)" in log
+    assert json.loads((out / "population_gpu.json").read_text())["args"]["gen2_top"] == 0.5
     # other training arguments: the cache does not match, the students are trained again
     assert bench.main([*args, "--epochs", "2", "--generations", "1"]) == 0
     log = capsys.readouterr().out

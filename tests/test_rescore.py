@@ -37,6 +37,28 @@ def test_agreement_scores_rank_the_odd_student_last_at_any_mask_size():
     assert scores[0, 0] > 0.9 and scores[0, 1] > 0.9 and scores[0, 2] < 0.5
 
 
+def _two_full_one_conservative() -> list[torch.Tensor]:
+    """Two students 0.9 on a 20 x 20 object; a third 0.9 only on its 12 x 12 core, 0.3 on the rest."""
+    full = torch.zeros(1, 1, 32, 32)
+    full[..., 6:26, 6:26] = 0.9
+    core = torch.zeros(1, 1, 32, 32)
+    core[..., 6:26, 6:26] = 0.3
+    core[..., 10:22, 10:22] = 0.9
+    return [full, full.clone(), core]
+
+
+def test_product_agreement_prefers_the_conservative_student_geomean_the_majority():
+    product = agreement_scores(_two_full_one_conservative())[0]
+    geomean = agreement_scores(_two_full_one_conservative(), "geomean")[0]
+    # the product (0.73 on the core, 0.24 on the ring) is nearest the student that hedges
+    assert int(product.argmax()) == 2 and float(product[2]) == pytest.approx(1.0)
+    # its n-th root (0.9 / 0.62) keeps the scale: the two students that agree win
+    assert int(geomean.argmax()) == 0 and float(geomean[0]) == pytest.approx(float(geomean[1]))
+    assert float(geomean[0]) > float(geomean[2]) + 0.02
+    with pytest.raises(ValueError, match="ensemble: 'mean' is not one of product, geomean"):
+        agreement_scores(_two_full_one_conservative(), "mean")
+
+
 def test_rescore_by_agreement_keeps_the_majority_mask_without_an_evalseg_net(tmp_path):
     frames = square_records(6, size=32, seed=3, video="v")
     stores = {}

@@ -63,6 +63,10 @@ def test_valid_config_builds_every_step_config():
     assert all(t.use_gpu is None and t.cpus_per_worker == 0.9 for t in trains)  # gpu: auto
     es = cfg.evalseg_config("s/frames", ["a.pt", "b.pt"], "o")
     assert (es.model, es.epochs, es.students) == ("evalseg_tiny", 1, ["a.pt", "b.pt"])
+    assert es.ensemble == cfg.selection.ensemble == "product"
+    geo = parse_run_config(with_("selection.ensemble", "geomean"))
+    # EvalSeg-Net learns the target the agreement scorer computes: one field sets both
+    assert geo.evalseg_config("s/frames", ["a.pt"], "o").ensemble == "geomean"
 
 
 @pytest.mark.parametrize(
@@ -80,6 +84,8 @@ def test_valid_config_builds_every_step_config():
         ("teacher.videopca.k", "3", "teacher.videopca.k: expected an integer"),
         ("selection.top", 1.5, "selection: top: 1.5 is not in (0, 1]"),
         ("selection.scorer", "votes", "selection: scorer: 'votes' is not one of evalseg, agreement"),
+        ("selection.ensemble", "mean", "selection.ensemble: 'mean' is not one of product, geomean"),
+        ("evalseg.ensemble", "geomean", "evalseg.ensemble: set by the pipeline"),
         ("selection.with_teacher", "sometimes", "selection.with_teacher: expected true or false"),
         ("students.names", ["lowres_tiny", "resnet"], "names[1]: 'resnet' is not one of denseunet,"),
         ("students.models", {"unet": {}}, "models.unet: not one of the students"),

@@ -47,14 +47,15 @@ def best_per_frame(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, scores[np.arange(len(scores)), best]
 
 
-def agreement_scores(masks: Sequence[Any]) -> Any:
+def agreement_scores(masks: Sequence[Any], ensemble: str = "product") -> Any:
     """Frames x students: the cosine similarity of each student's masks (B x 1 x h x w
-    tensors, any sizes; resized to the largest first) to their Multi-Net product."""
+    tensors, any sizes; resized to the largest first) to their Multi-Net (``ensemble``:
+    ``product`` or ``geomean``, :func:`popdistill.students.multinet.multinet_mask`)."""
     from popdistill.students.base import resize_to
     from popdistill.train.evalseg import evalseg_targets
 
     size = max((tuple(m.shape[-2:]) for m in masks), key=lambda hw: hw[0] * hw[1])
-    return evalseg_targets([resize_to(m, size) for m in masks])[1]
+    return evalseg_targets([resize_to(m, size) for m in masks], ensemble)[1]
 
 
 def empty_masks(masks: Sequence[Any], threshold: float = 0.5) -> np.ndarray:
@@ -91,9 +92,10 @@ def rescore_predictions(
     batch_size: int = 64,
     log: Callable[[str], None] = print,
     scorer: str = "evalseg",
+    ensemble: str = "product",
 ) -> dict[str, Any]:
     """Score each student's masks (``stores``: student -> prediction store) with ``scorer``
-    (EvalSeg-Net, or the students' agreement) and write each frame's best one to
+    (EvalSeg-Net, or the students' agreement with their ``ensemble`` mask) and write each frame's best one to
     ``scored/<video>.parquet`` (teacher ``<scorer>:<student>``, ``score``, ``generation``).
     Videos already scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen``
     counts."""
@@ -126,7 +128,7 @@ def rescore_predictions(
                 masks = [torch.from_numpy(np.stack([per_student[n][f].mask for f in part])
                                           .astype(np.float32))[:, None] for n in names]
                 if model is None:
-                    scores[s : s + len(part)] = agreement_scores(masks).numpy()
+                    scores[s : s + len(part)] = agreement_scores(masks, ensemble).numpy()
                 else:
                     images = torch.from_numpy(np.stack([per_student[names[0]][f].image
                                                         for f in part])).permute(0, 3, 1, 2)

@@ -15,7 +15,9 @@ from torch import Tensor, nn
 
 from popdistill.students.base import StudentNet, resize_to
 
-__all__ = ["multinet_product", "MultiNet"]
+__all__ = ["ENSEMBLES", "multinet_mask", "multinet_product", "MultiNet"]
+
+ENSEMBLES = ("product", "geomean")
 
 
 def multinet_product(masks: Sequence[Tensor], size: int | tuple[int, int] | None = None) -> Tensor:
@@ -29,6 +31,22 @@ def multinet_product(masks: Sequence[Tensor], size: int | tuple[int, int] | None
     for m in masks[1:]:
         out = out * resize_to(m, size)
     return out
+
+
+def multinet_mask(masks: Sequence[Tensor], size: int | tuple[int, int] | None = None,
+                  ensemble: str = "product") -> Tensor:
+    """The students' ensemble mask: ``product`` (Multi-Net, the thesis) or ``geomean``, its
+    n-th root for n students.
+
+    Both rank pixels alike; they differ in scale. A product of n soft masks shrinks where the
+    students are merely confident (three 0.8s give 0.51), so a cosine similarity to it favours
+    the most conservative student's mask; the geometric mean keeps the masks' own scale (its
+    0.5 level set is the product's 0.5^n one).
+    """
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble: {ensemble!r} is not one of {', '.join(ENSEMBLES)}")
+    out = multinet_product(masks, size)
+    return out if ensemble == "product" else out.clamp_min(0) ** (1.0 / len(masks))
 
 
 class MultiNet(nn.Module):

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from popdistill.config import choice
 from popdistill.errors import UserError
 from popdistill.students.base import resize_to
 from popdistill.students.evalseg_net import quality_target
-from popdistill.students.multinet import multinet_product
+from popdistill.students.multinet import ENSEMBLES, multinet_mask
 
 __all__ = [
     "EvalSegTrainConfig",
@@ -47,7 +48,8 @@ __all__ = [
 @dataclass
 class EvalSegTrainConfig:
     """``students``: checkpoint files of the trained population; ``out``: the run directory
-    (the model goes to ``out/evalseg/<model>.pt``)."""
+    (the model goes to ``out/evalseg/<model>.pt``); ``ensemble``: the Multi-Net mask of the
+    target (:func:`evalseg_targets`)."""
 
     store: str = ""
     students: list[str] = field(default_factory=list)
@@ -61,6 +63,7 @@ class EvalSegTrainConfig:
     max_frames: int = 5000  # frames used, spread evenly over all of the store's videos
     read_batch: int = 64
     torch_threads: int = 1
+    ensemble: str = choice("product", list(ENSEMBLES))
 
     def validate(self) -> None:
         if not self.store:
@@ -99,10 +102,11 @@ def student_masks(students: Sequence[nn.Module], images: Tensor, size: int) -> l
     return [resize_to(s.predict(images).float().cpu(), size) for s in students]
 
 
-def evalseg_targets(masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """(Multi-Net masks B x 1 x s x s, targets B x S): cosine similarity of each student's mask
-    to the product of all of them."""
-    multinet = multinet_product(list(masks))
+def evalseg_targets(masks: Sequence[Tensor], ensemble: str = "product") -> tuple[Tensor, Tensor]:
+    """(ensemble masks B x 1 x s x s, targets B x S): cosine similarity of each student's mask
+    to the Multi-Net of all of them (``ensemble``: its product, or the geometric mean;
+    :func:`popdistill.students.multinet.multinet_mask`)."""
+    multinet = multinet_mask(list(masks), ensemble=ensemble)
     targets = torch.stack([quality_target(m, multinet) for m in masks], dim=1)
     return multinet, targets
 
@@ -111,7 +115,8 @@ def _quantise(x: Tensor) -> Tensor:
     return (x.clamp(0, 1) * 255.0).round().to(torch.uint8)
 
 
-def build_pairs(students: Sequence[nn.Module], images: Tensor, size: int) -> PairSet:
+def build_pairs(students: Sequence[nn.Module], images: Tensor, size: int,
+                ensemble: str = "product") -> PairSet:
     """Pairs for one batch of frames (images B x 3 x H x W): masks and targets at ``size``.
 
     Targets are computed from the 8-bit masks that EvalSeg-Net will see.
@@ -119,7 +124,7 @@ def build_pairs(students: Sequence[nn.Module], images: Tensor, size: int) -> Pai
     from popdistill.students.base import resize_images, to_float_images
 
     masks = [_quantise(m).float() / 255.0 for m in student_masks(students, images, size)]
-    _, targets = evalseg_targets(masks)
+    _, targets = evalseg_targets(masks, ensemble)
     small = _quantise(resize_images(to_float_images(images), size))
     return PairSet(small, _quantise(torch.cat(masks, dim=1)), targets.float())
 
@@ -233,7 +238,7 @@ def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
     model = create_evalseg(cfg.model, **cfg.model_kwargs)
     t0 = time.perf_counter()
     parts = [
-        build_pairs(students, images, model.input_size)
+        build_pairs(students, images, model.input_size, cfg.ensemble)
         for images in _store_images(cfg.store, cfg.max_frames, cfg.read_batch)
     ]
     pairs = _concat(parts)

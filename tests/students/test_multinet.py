@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from popdistill.students import MultiNet, create_student, multinet_product, resize_to
+from popdistill.students.multinet import multinet_mask
 
 
 def test_product_by_hand():
@@ -14,6 +15,17 @@ def test_product_by_hand():
     c = torch.tensor([[0.8, 1.0], [1.0, 0.25]]).view(1, 1, 2, 2)
     expected = torch.tensor([[0.4, 0.25], [0.0, 0.25]]).view(1, 1, 2, 2)
     torch.testing.assert_close(multinet_product([a, b, c]), expected)
+
+
+def test_geomean_is_the_nth_root_of_the_product_and_keeps_the_masks_scale():
+    a = torch.tensor([[0.8, 0.5], [0.0, 1.0]]).view(1, 1, 2, 2)
+    b = torch.tensor([[0.8, 0.5], [1.0, 1.0]]).view(1, 1, 2, 2)
+    c = torch.tensor([[0.8, 0.5], [1.0, 0.125]]).view(1, 1, 2, 2)
+    expected = torch.tensor([[0.8, 0.5], [0.0, 0.5]]).view(1, 1, 2, 2)  # cbrt(0.125) = 0.5
+    torch.testing.assert_close(multinet_mask([a, b, c], ensemble="geomean"), expected)
+    torch.testing.assert_close(multinet_mask([a, b, c]), multinet_product([a, b, c]))
+    with pytest.raises(ValueError, match="ensemble: 'max' is not one of product, geomean"):
+        multinet_mask([a, b], ensemble="max")
 
 
 def test_masks_of_different_sizes_are_resized_to_the_largest():

@@ -82,6 +82,15 @@ def test_build_pairs_from_students():
         for j in range(2):
             expected = quality_target(masks[2 * k + j, 0], product[k, 0])
             assert torch.isclose(targets[2 * k + j], expected, atol=1e-5)
+    # the geometric-mean ensemble: cos(mask_j, sqrt(product)); the same images and masks
+    geo = build_pairs(students, images, 32, "geomean")
+    assert torch.equal(geo.masks, pairs.masks)
+    _, _, geo_targets = geo.batch(torch.arange(6))
+    for k in range(3):
+        for j in range(2):
+            expected = quality_target(masks[2 * k + j, 0], product[k, 0].sqrt())
+            assert torch.isclose(geo_targets[2 * k + j], expected, atol=1e-5)
+    assert not torch.allclose(geo_targets, targets)
 
 
 @pytest.mark.timeout(120)

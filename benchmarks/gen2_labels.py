@@ -1,0 +1,86 @@
+"""Generation-2 labels of a ``population_gpu.py`` run: how good is each selection rule's training set?
+
+``population_gpu.py --generations 2`` caches every generation-1 student's mask of every training
+frame (``OUT/gen-1/<student>/train.npy``). This script re-renders the training world of that run
+(the same arguments, from ``OUT/population_gpu.json``) to get its ground truth, then prints, for
+each rule and kept fraction: frames, videos, the labels' J against ground truth, the labels'
+foreground area beside the true one, and which student's masks were kept.
+
+Rules: generation 1's (the teacher's masks, top by VideoPCA score); the agreement of each
+student's mask with the students' Multi-Net ``product`` (the thesis) and with its n-th root
+``geomean`` (``popdistill.students.multinet.multinet_mask``). Ground truth is only measured here;
+no rule sees it.
+
+    .venv/bin/python benchmarks/gen2_labels.py runs/small128 --tops 0.2,0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", help="a population_gpu.py --generations 2 output folder")
+    p.add_argument("--tops", default="0.2,0.3", help="kept fractions, comma-separated (0.2,0.3)")
+    p.add_argument("--workers", type=int, default=2)
+    a = p.parse_args(argv)
+    import torch
+    from population_gpu import evaluate, make_split
+
+    from popdistill.pipeline.rescore import agreement_scores, best_per_frame, empty_masks
+    from popdistill.students.base import resize_to
+    from popdistill.teacher.selection import top_fraction_threshold
+
+    out = Path(a.out)
+    args = json.loads((out / "population_gpu.json").read_text())["args"]
+    names = [s.strip() for s in args["students"].split(",") if s.strip()]
+    train = make_split(args["preset"], args["videos"], args["train_seed"], a.workers)
+    gt = np.concatenate([v["labels"] for v in train])
+    video = np.concatenate([[i] * len(v["labels"]) for i, v in enumerate(train)])
+    masks = [np.load(out / "gen-1" / n / "train.npy", mmap_mode="r") for n in names]
+    if any(m.shape[0] != len(gt) for m in masks):
+        raise SystemExit(f"{out}: the cached masks do not match the rendered training world")
+
+    def row(rule: str, keep: np.ndarray, labels: np.ndarray, chosen: str = "") -> None:
+        # at the frames' size, as population_gpu.py trains generation 2 on them
+        labels = resize_to(torch.from_numpy(labels)[:, None], gt.shape[1:])[:, 0].numpy()
+        j = evaluate(["train"] * len(keep), labels, gt[keep])["J"]
+        area = float((labels >= 0.5).mean())
+        print(f"| {rule} | {len(keep)} | {len(set(video[keep]))} | {j:.3f} | {area:.4f} | "
+              f"{float((gt[keep] > 0).mean()):.4f} | {chosen} |", flush=True)
+
+    print(f"{out}: {len(gt)} training frames of {len(train)} videos; students {', '.join(names)}\n")
+    print("| rule | frames | videos | label J | label area | true area | masks from |")
+    print("|---|---|---|---|---|---|---|")
+    tops = [float(t) for t in a.tops.split(",")]
+    scores = np.concatenate([v["scores"] for v in train])
+    teacher = np.concatenate([v["masks"] for v in train])
+    for top in tops:
+        keep = np.flatnonzero(scores >= top_fraction_threshold(scores, top))
+        row(f"generation 1: VideoPCA, top {top:g}", keep, teacher[keep])
+    for ensemble in ("product", "geomean"):
+        best, best_score = np.zeros(len(gt), int), np.zeros(len(gt))
+        for s in range(0, len(gt), 1024):
+            part = [torch.from_numpy(np.asarray(m[s : s + 1024], np.float32))[:, None] for m in masks]
+            sc = agreement_scores(part, ensemble).numpy()
+            sc[empty_masks(part)] = 0.0
+            best[s : s + 1024], best_score[s : s + 1024] = best_per_frame(sc)
+        for top in tops:
+            thr = top_fraction_threshold(best_score, top)
+            keep = np.flatnonzero((best_score >= thr) & (best_score > 0))
+            labels = np.stack([np.asarray(masks[best[i]][i], np.float32) for i in keep])
+            chosen = ", ".join(f"{n} {int((best[keep] == k).sum())}" for k, n in enumerate(names))
+            row(f"agreement ({ensemble}), top {top:g}", keep, labels, chosen)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
