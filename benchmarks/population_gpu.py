@@ -387,12 +387,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} | "
               f"{t['epochs'] if t else ''} | {t['seconds']:.0f} | {beat} |" if t else
               f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} |  |  | {beat} |")
+    means = {f"generation {k}": {m: float(np.mean([rows[n + suffix][m] for n in names]))
+                                 for m in ("P", "J", "CorLoc")}
+             for k, suffix in ((1, ""), (2, " (gen 2)")) if all(n + suffix in rows for n in names)}
+    for gen, m in means.items():
+        print(f"{gen}: the students' mean P {m['P']:.3f}, J {m['J']:.3f}, CorLoc {m['CorLoc']:.3f}")
     total = time.perf_counter() - t_start
     print(f"total {total:.0f} s (data + teacher {t_data:.0f} s)")
     _write(a, {
         "args": vars(a), "device": dev, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "selected": int(keep.sum()), "selected_videos": kept_videos, "threshold": thr,
-        "label_j": label_j, "table": rows, "students": trained, "seconds": total})
+        "label_j": label_j, "table": rows, "student_means": means, "students": trained,
+        "seconds": total})
     return 0
 
 

@@ -35,6 +35,9 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
                  "Multi-Net (product >= 0.5^n) (gen 2)", "teacher (VideoPCA, held-out)"):
         assert 0.0 <= rows[name]["J"] <= 1.0 and rows[name]["frames"] == 48
     assert first["students"]["unet_tiny"]["epochs"] == 1
+    for k, suffix in ((1, ""), (2, " (gen 2)")):  # the students' mean of each generation
+        mean_j = (rows["unet_tiny" + suffix]["J"] + rows["fconv_tiny" + suffix]["J"]) / 2
+        assert first["student_means"][f"generation {k}"]["J"] == pytest.approx(mean_j)
     for k in (1, 2):
         for s in ("unet_tiny", "fconv_tiny"):
             assert (out / f"gen-{k}" / s / "info.json").is_file()
