@@ -10,6 +10,10 @@ Two scorers (``SelectionConfig.scorer``):
   network; on the embedded corpus it ranks masks by true J better than the trained net does
   (docs/results.md).
 
+Both measure agreement with ``SelectionConfig.ensemble``: the students' ``product`` (the thesis)
+or its n-th root ``geomean``, which does not favour the most conservative student's masks
+(docs/results.md, seventh session).
+
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
                                                    best mask, ``score`` = its score
     select_scored(scored, selected, top|threshold)  the kept frames as the selected store
@@ -95,8 +99,9 @@ def rescore_predictions(
     ensemble: str = "product",
 ) -> dict[str, Any]:
     """Score each student's masks (``stores``: student -> prediction store) with ``scorer``
-    (EvalSeg-Net, or the students' agreement with their ``ensemble`` mask) and write each frame's best one to
-    ``scored/<video>.parquet`` (teacher ``<scorer>:<student>``, ``score``, ``generation``).
+    (EvalSeg-Net, or the students' agreement with their ``ensemble`` mask) and write each
+    frame's best one to ``scored/<video>.parquet`` (teacher ``<scorer>:<student>``, ``score``,
+    ``generation``).
     Videos already scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen``
     counts."""
     import torch
