@@ -19,8 +19,8 @@ CPU processes, through the project's own pure functions.
    frame keeps its best mask by the pipeline's ``agreement`` score (cosine to the students'
    Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``; with ``--ensemble
    geomean`` to its n-th root), the top ``--gen2-top`` (default ``--select-top``) frames by that
-   score train a fresh population, evaluated the same way (empty masks are never chosen, as in
-   the pipeline).
+   score train a fresh population (for ``--gen2-epochs``, default ``--epochs``), evaluated the
+   same way (empty masks are never chosen, as in the pipeline).
 
 Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, masks of every
 training frame for generation 2, ``info.json``); a rerun with the same arguments reuses it, so
@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="2: a second population trained on the first one's best masks (agreement)")
     p.add_argument("--gen2-top", type=float, default=None,
                    help="fraction of training frames generation 2 keeps (default: --select-top)")
+    p.add_argument("--gen2-epochs", type=int, default=None,
+                   help="generation 2's epochs (default: --epochs)")
     p.add_argument("--ensemble", choices=["product", "geomean"], default="product",
                    help="generation 2's agreement: cosine of each mask to the students' Multi-Net "
                         "product (the thesis) or to its n-th root, the geometric mean")
@@ -369,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         _save(Path(a.out) / "gen-2" / "data", images=np.ascontiguousarray(all_images[keep2]),
               targets=labels2[:, None])
         rows2: dict = {}
+        a2 = a if a.gen2_epochs is None else argparse.Namespace(**{**vars(a), "epochs": a.gen2_epochs})
         trained2, _ = train_population(names, overrides, Path(a.out) / "gen-2" / "data", 2, h_videos,
-                                       h_gt, a, rows2, label_j2, False)
+                                       h_gt, a2, rows2, label_j2, False)
         rows.update({f"{k} (gen 2)": v for k, v in rows2.items()})
         trained.update({f"{k} (gen 2)": v for k, v in trained2.items()})
         trained["generation 2 selection"] = {"frames": int(len(keep2)), "label_j": label_j2,

@@ -58,10 +58,12 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert (int(product[1]), float(product[3])) == (gen2["frames"], pytest.approx(gen2["label_j"], abs=1e-3))
     assert "agreement (geomean), top 0.3" in table
     # generation 2 selected by the geometric mean: generation 1 is reused, generation 2 retrained
-    assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5"]) == 0
+    assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2"]) == 0
     log = capsys.readouterr().out
     assert log.count("cached in") == 2 and "by agreement (geomean)" in log
-    assert json.loads((out / "population_gpu.json").read_text())["args"]["gen2_top"] == 0.5
+    report = json.loads((out / "population_gpu.json").read_text())
+    assert report["args"]["gen2_top"] == 0.5
+    assert report["students"]["unet_tiny"]["epochs"] == 1 and report["students"]["unet_tiny (gen 2)"]["epochs"] == 2
     # other training arguments: the cache does not match, the students are trained again
     assert bench.main([*args, "--epochs", "2", "--generations", "1"]) == 0
     log = capsys.readouterr().out
