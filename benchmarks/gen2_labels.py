@@ -33,9 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     import torch
-    from population_gpu import evaluate, make_split
+    from population_gpu import best_by_agreement, evaluate, make_split
 
-    from popdistill.pipeline.rescore import agreement_scores, best_per_frame, empty_masks
     from popdistill.students.base import resize_to
     from popdistill.teacher.selection import top_fraction_threshold
 
@@ -67,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = np.flatnonzero(scores >= top_fraction_threshold(scores, top))
         row(f"generation 1: VideoPCA, top {top:g}", keep, teacher[keep])
     for ensemble in ("product", "geomean"):
-        best, best_score = np.zeros(len(gt), int), np.zeros(len(gt))
-        for s in range(0, len(gt), 1024):
-            part = [torch.from_numpy(np.asarray(m[s : s + 1024], np.float32))[:, None] for m in masks]
-            sc = agreement_scores(part, ensemble).numpy()
-            sc[empty_masks(part)] = 0.0
-            best[s : s + 1024], best_score[s : s + 1024] = best_per_frame(sc)
+        best, best_score = best_by_agreement(masks, ensemble)
         for top in tops:
             thr = top_fraction_threshold(best_score, top)
             keep = np.flatnonzero((best_score >= thr) & (best_score > 0))

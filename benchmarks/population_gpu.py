@@ -56,6 +56,8 @@ FULL = "lowres,fconv,unet,denseunet,dilateunet"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from popdistill.students.multinet import ENSEMBLES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/population_gpu", help="folder for population_gpu.json")
     p.add_argument("--preset", default="medium")
@@ -81,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fraction of training frames generation 2 keeps (default: --select-top)")
     p.add_argument("--gen2-epochs", type=int, default=None,
                    help="generation 2's epochs (default: --epochs)")
-    p.add_argument("--ensemble", choices=["product", "geomean"], default="product",
+    p.add_argument("--ensemble", choices=list(ENSEMBLES), default="product",
                    help="generation 2's agreement: cosine of each mask to the students' Multi-Net "
                         "product (the thesis) or to its n-th root, the geometric mean")
     p.add_argument("--parallel", type=int, default=1,
@@ -281,6 +283,22 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
     return trained, train_masks
 
 
+def best_by_agreement(masks: list[np.ndarray], ensemble: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's best student and its score by the pipeline's ``agreement`` (``masks``: one
+    N x h x w array per student, memory-mapped is fine); an empty mask scores 0, as in the
+    pipeline: it is never a label."""
+    from popdistill.pipeline.rescore import agreement_scores, best_per_frame, empty_masks
+
+    n = len(masks[0])
+    best, best_score = np.zeros(n, int), np.zeros(n)
+    for s in range(0, n, 1024):
+        part = [torch.from_numpy(np.array(m[s : s + 1024], np.float32))[:, None] for m in masks]
+        sc = agreement_scores(part, ensemble).numpy()
+        sc[empty_masks(part)] = 0.0
+        best[s : s + 1024], best_score[s : s + 1024] = best_per_frame(sc)
+    return best, best_score
+
+
 def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_digest: str) -> str:
     """What a cached student depends on: its training labels and arguments, the held-out data."""
     fields = ("preset", "videos", "heldout_videos", "train_seed", "heldout_seed", "select_top",
@@ -344,19 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     trained, train_masks = train_population(names, overrides, Path(a.out) / "gen-1" / "data", 1, h_videos,
                                             h_gt, a, rows, label_j, a.generations > 1)
     if a.generations > 1:
-        from popdistill.pipeline.rescore import agreement_scores, best_per_frame, empty_masks
         from popdistill.students.base import resize_to
         from popdistill.teacher.selection import top_fraction_threshold as top_thr
 
         all_images = np.load(data / "all_images.npy", mmap_mode="r")
         n_all = len(all_images)
-        best, best_score = np.zeros(n_all, int), np.zeros(n_all)
-        for s in range(0, n_all, 1024):
-            masks = [torch.from_numpy(np.array(train_masks[n][s : s + 1024], np.float32))[:, None]
-                     for n in names]
-            sc = agreement_scores(masks, a.ensemble).numpy()
-            sc[empty_masks(masks)] = 0.0    # as the pipeline: an empty mask is never a label
-            best[s : s + 1024], best_score[s : s + 1024] = best_per_frame(sc)
+        best, best_score = best_by_agreement([train_masks[n] for n in names], a.ensemble)
         thr2 = top_thr(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
         keep2 = np.flatnonzero((best_score >= thr2) & (best_score > 0))
         size = tuple(all_images.shape[-2:])

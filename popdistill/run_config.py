@@ -100,6 +100,7 @@ class SelectionConfig:
     threshold: float | None = None
     scorer: str = "evalseg"
     with_teacher: bool = False
+    # popdistill.students.multinet.ENSEMBLES, spelt out: this module does not import torch
     ensemble: str = choice("product", ["product", "geomean"])
 
     def validate(self) -> None:
