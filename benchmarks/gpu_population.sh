@@ -3,8 +3,9 @@
 # generation 1 (VideoPCA -> top 20 % -> five full-size students) and generation 2 (the
 # students' best masks by agreement with their geometric mean -> five fresh students), every
 # student trained for SECONDS of wall time, all five at once on the one device
-# (`--parallel 5`), evaluated on a held-out world. Students are cached under RUN (default runs/gpu_population): run the same
-# command again after a cut-off and the finished ones are reused.
+# (`--parallel 5`), evaluated on a held-out world. Students are cached under RUN (default
+# runs/gpu_population): run the same command again after a cut-off and the finished ones are
+# reused.
 #
 #   bash benchmarks/gpu_population.sh [RUN] [SECONDS] [MORE ARGS]   # default runs/gpu_population 200
 #   bash benchmarks/gpu_population.sh /tmp/smoke 3 --videos 3 --heldout-videos 1 \
