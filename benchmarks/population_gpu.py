@@ -15,15 +15,16 @@ CPU processes, through the project's own pure functions.
    and Adam; images kept on the GPU; bf16 autocast on CUDA.
 4. Held-out P / J / CorLoc of the teacher, the centre prior, each student and the Multi-Net
    product (``Evaluator``), printed as a table and written to ``OUT/population_gpu.json``.
-5. With ``--generations 2``: every generation-1 student predicts every training frame; each
-   frame keeps its best mask by the pipeline's ``agreement`` score (cosine to the students'
-   Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``; with ``--ensemble
-   geomean`` to its n-th root), the top ``--gen2-top`` (default ``--select-top``) frames by that
-   score train a fresh population (for ``--gen2-epochs``, default ``--epochs``), evaluated the
-   same way (empty masks are never chosen, as in the pipeline).
+5. With ``--generations K`` (K >= 2): every student of generation k - 1 predicts every training
+   frame; each frame keeps its best mask by the pipeline's ``agreement`` score (cosine to the
+   students' Multi-Net product, ``popdistill.pipeline.rescore.agreement_scores``; with
+   ``--ensemble geomean`` to its n-th root), the top ``--gen2-top`` (default ``--select-top``)
+   frames by that score train a fresh population k (for ``--gen2-epochs``, default
+   ``--epochs``), evaluated the same way (empty masks are never chosen, as in the pipeline),
+   for k = 2 .. K.
 
 Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, masks of every
-training frame for generation 2, ``info.json``); a rerun with the same arguments reuses it, so
+training frame when a later generation needs them, ``info.json``); a rerun with the same arguments reuses it, so
 a run stopped by a time limit (the device's per-command limit) continues where it stopped
 (``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
 the same device (small models leave an H100 mostly idle one at a time).
@@ -55,6 +56,13 @@ import torch
 FULL = "lowres,fconv,unet,denseunet,dilateunet"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from popdistill.students.multinet import ENSEMBLES
 
@@ -77,14 +85,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0, help="students' initialisation and batch order")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
-    p.add_argument("--generations", type=int, choices=[1, 2], default=1,
-                   help="2: a second population trained on the first one's best masks (agreement)")
+    p.add_argument("--generations", type=_positive, default=1,
+                   help="populations in turn; each after the first is trained on the previous "
+                        "one's best masks (agreement) (1)")
     p.add_argument("--gen2-top", type=float, default=None,
-                   help="fraction of training frames generation 2 keeps (default: --select-top)")
+                   help="fraction of training frames generations >= 2 keep (default: --select-top)")
     p.add_argument("--gen2-epochs", type=int, default=None,
-                   help="generation 2's epochs (default: --epochs)")
+                   help="epochs of generations >= 2 (default: --epochs)")
     p.add_argument("--ensemble", choices=list(ENSEMBLES), default="product",
-                   help="generation 2's agreement: cosine of each mask to the students' Multi-Net "
+                   help="agreement of generations >= 2: cosine of each mask to the students' Multi-Net "
                         "product (the thesis) or to its n-th root, the geometric mean")
     p.add_argument("--parallel", type=int, default=1,
                    help="students trained at once, each in its own process sharing the device (1)")
@@ -307,6 +316,11 @@ def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_
                        **{f: getattr(a, f) for f in fields}}, sort_keys=True)
 
 
+def _suffixes(generations: int) -> list[tuple[int, str]]:
+    """(generation, its rows' suffix): generation 1's rows have none."""
+    return [(k, "" if k == 1 else f" (gen {k})") for k in range(1, generations + 1)]
+
+
 def _chw(frames: np.ndarray) -> np.ndarray:
     """N x H x W x 3 -> N x 3 x H x W, contiguous (what the students take)."""
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
@@ -322,6 +336,41 @@ def _write(a: argparse.Namespace, report: dict) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "population_gpu.json").write_text(json.dumps(report, indent=2))
+
+
+def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.ndarray, h_videos,
+                    h_gt, a: argparse.Namespace, rows: dict, trained: dict,
+                    prev_label_j: float) -> tuple[float, dict]:
+    """Generation ``gen`` >= 2: each training frame keeps generation ``gen - 1``'s best mask by
+    agreement, the top ``--gen2-top`` frames train a fresh population; its rows and training
+    info go into ``rows`` / ``trained`` with the suffix `` (gen K)``. Returns its label J and,
+    when a later generation follows, its students' masks of every training frame."""
+    from popdistill.students.base import resize_to
+    from popdistill.teacher.selection import top_fraction_threshold
+
+    all_images = np.load(Path(a.out) / "data" / "all_images.npy", mmap_mode="r")
+    best, best_score = best_by_agreement([prev_masks[n] for n in names], a.ensemble)
+    thr = top_fraction_threshold(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
+    keep = np.flatnonzero((best_score >= thr) & (best_score > 0))
+    size = tuple(all_images.shape[-2:])
+    labels = np.stack([resize_to(torch.from_numpy(np.array(prev_masks[names[best[i]]][i], np.float32))
+                                 [None, None], size)[0, 0].numpy() for i in keep])
+    label_j = evaluate(["train"] * len(keep), labels, all_gt[keep])["J"]
+    print(f"generation {gen}: selected {len(keep)} of {len(all_images)} frames by agreement "
+          f"({a.ensemble}), label J {label_j:.3f} (generation {gen - 1}'s: {prev_label_j:.3f}); best "
+          f"masks from { {n: int((best[keep] == k).sum()) for k, n in enumerate(names)} }", flush=True)
+    data_dir = Path(a.out) / f"gen-{gen}" / "data"
+    _save(data_dir, images=np.ascontiguousarray(all_images[keep]), targets=labels[:, None])
+    del prev_masks, labels
+    rows_k: dict = {}
+    a_k = a if a.gen2_epochs is None else argparse.Namespace(**{**vars(a), "epochs": a.gen2_epochs})
+    trained_k, train_masks = train_population(names, overrides, data_dir, gen, h_videos, h_gt, a_k,
+                                              rows_k, label_j, gen < a.generations)
+    rows.update({f"{k} (gen {gen})": v for k, v in rows_k.items()})
+    trained.update({f"{k} (gen {gen})": v for k, v in trained_k.items()})
+    trained[f"generation {gen} selection"] = {"frames": int(len(keep)), "label_j": label_j,
+                                              "threshold": float(thr), "epochs": "", "seconds": 0.0}
+    return label_j, train_masks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,35 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     del frames, labels, held
     trained, train_masks = train_population(names, overrides, Path(a.out) / "gen-1" / "data", 1, h_videos,
                                             h_gt, a, rows, label_j, a.generations > 1)
-    if a.generations > 1:
-        from popdistill.students.base import resize_to
-        from popdistill.teacher.selection import top_fraction_threshold as top_thr
-
-        all_images = np.load(data / "all_images.npy", mmap_mode="r")
-        n_all = len(all_images)
-        best, best_score = best_by_agreement([train_masks[n] for n in names], a.ensemble)
-        thr2 = top_thr(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
-        keep2 = np.flatnonzero((best_score >= thr2) & (best_score > 0))
-        size = tuple(all_images.shape[-2:])
-        labels2 = np.stack([resize_to(torch.from_numpy(np.array(train_masks[names[best[i]]][i], np.float32))
-                                      [None, None], size)[0, 0].numpy() for i in keep2])
-        all_gt = np.concatenate([v["labels"] for v in train])
-        label_j2 = evaluate(["train"] * len(keep2), labels2, all_gt[keep2])["J"]
-        print(f"generation 2: selected {len(keep2)} of {n_all} frames by agreement ({a.ensemble}), label J "
-              f"{label_j2:.3f} (generation 1's: {label_j:.3f}); best masks from "
-              f"{ {n: int((best[keep2] == k).sum()) for k, n in enumerate(names)} }", flush=True)
-        del train_masks
-        _save(Path(a.out) / "gen-2" / "data", images=np.ascontiguousarray(all_images[keep2]),
-              targets=labels2[:, None])
-        rows2: dict = {}
-        a2 = a if a.gen2_epochs is None else argparse.Namespace(**{**vars(a), "epochs": a.gen2_epochs})
-        trained2, _ = train_population(names, overrides, Path(a.out) / "gen-2" / "data", 2, h_videos,
-                                       h_gt, a2, rows2, label_j2, False)
-        rows.update({f"{k} (gen 2)": v for k, v in rows2.items()})
-        trained.update({f"{k} (gen 2)": v for k, v in trained2.items()})
-        trained["generation 2 selection"] = {"frames": int(len(keep2)), "label_j": label_j2,
-                                             "threshold": float(thr2), "epochs": "", "seconds": 0.0}
-
+    all_gt = np.concatenate([v["labels"] for v in train]) if a.generations > 1 else None
+    gen_label_j = label_j
+    for gen in range(2, a.generations + 1):
+        gen_label_j, train_masks = next_generation(names, overrides, gen, train_masks, all_gt, h_videos,
+                                                   h_gt, a, rows, trained, gen_label_j)
     teacher_j = rows["teacher (VideoPCA, held-out)"]["J"]
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"\n{a.preset}: training {keep.sum()} selected frames (label J {label_j:.3f}) of {a.videos} "
@@ -403,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} |  |  | {beat} |")
     means = {f"generation {k}": {m: float(np.mean([rows[n + suffix][m] for n in names]))
                                  for m in ("P", "J", "CorLoc")}
-             for k, suffix in ((1, ""), (2, " (gen 2)")) if all(n + suffix in rows for n in names)}
+             for k, suffix in _suffixes(a.generations) if all(n + suffix in rows for n in names)}
     for gen, m in means.items():
         print(f"{gen}: the students' mean P {m['P']:.3f}, J {m['J']:.3f}, CorLoc {m['CorLoc']:.3f}")
     total = time.perf_counter() - t_start

@@ -64,6 +64,23 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     report = json.loads((out / "population_gpu.json").read_text())
     assert report["args"]["gen2_top"] == 0.5
     assert report["students"]["unet_tiny"]["epochs"] == 1 and report["students"]["unet_tiny (gen 2)"]["epochs"] == 2
+    # a third generation, trained on generation 2's best masks: generation 1 is reused, generation
+    # 2 is trained again (its masks of the training frames were not kept), then generation 3
+    three = ["3" if i and args[i - 1] == "--generations" else x for i, x in enumerate(args)]
+    assert bench.main([*three, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2"]) == 0
+    log = capsys.readouterr().out
+    assert log.count("cached in") == 2 and "generation 3: selected" in log
+    assert "(generation 2's: " in log.split("generation 3: selected")[1].splitlines()[0]
+    third = json.loads((out / "population_gpu.json").read_text())
+    for s in ("unet_tiny", "fconv_tiny"):
+        assert (out / "gen-2" / s / "train.npy").is_file() and not (out / "gen-3" / s / "train.npy").exists()
+        assert third["students"][f"{s} (gen 3)"]["epochs"] == 2
+    mean_j = (third["table"]["unet_tiny (gen 3)"]["J"] + third["table"]["fconv_tiny (gen 3)"]["J"]) / 2
+    assert third["student_means"]["generation 3"]["J"] == pytest.approx(mean_j)
+    assert third["students"]["generation 3 selection"]["frames"] > 0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--generations", "0"])
+    capsys.readouterr()
     # other training arguments: the cache does not match, the students are trained again
     assert bench.main([*args, "--epochs", "2", "--generations", "1"]) == 0
     log = capsys.readouterr().out
