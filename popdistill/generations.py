@@ -147,7 +147,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
             + f"; train generation {k - 1} longer or set selection.with_teacher")
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
-            "teacher": f"{sel.scorer}+{source}", "chosen": scored["chosen"]}
+            "teacher": f"{sel.scorer}({sel.ensemble})+{source}", "chosen": scored["chosen"]}
 
 
 def _lineage(sel: dict[str, Any], k: int) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def test_two_generations_end_to_end_then_a_rerun_redoes_nothing(ray_session, wor
     assert sel["selected"] == str(out / "gen-2/selection/selected")
     assert {r["generation"] for r in rows2} == {2}
     assert {r["teacher"] for r in rows2} <= {f"evalseg:{s}" for s in (*STUDENTS, "videopca")}
-    assert sel["teacher"] == "evalseg+students:gen-1+videopca:gen-1"
+    assert sel["teacher"] == "evalseg(product)+students:gen-1+videopca:gen-1"  # scorer(ensemble)+sources
     assert min(r["score"] for r in rows2) >= sel["threshold"]
     assert 1 <= len(rows2) == sel["stats"]["selection/kept"] and min(r["score"] for r in rows2) > 0
     assert set(sel["chosen"]) == {*STUDENTS, "videopca"}
