@@ -361,7 +361,7 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
           f"masks from { {n: int((best[keep] == k).sum()) for k, n in enumerate(names)} }", flush=True)
     data_dir = Path(a.out) / f"gen-{gen}" / "data"
     _save(data_dir, images=np.ascontiguousarray(all_images[keep]), targets=labels[:, None])
-    del prev_masks, labels
+    del labels
     rows_k: dict = {}
     a_k = a if a.gen2_epochs is None else argparse.Namespace(**{**vars(a), "epochs": a.gen2_epochs})
     trained_k, train_masks = train_population(names, overrides, data_dir, gen, h_videos, h_gt, a_k,
