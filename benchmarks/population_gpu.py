@@ -24,9 +24,9 @@ CPU processes, through the project's own pure functions.
    for k = 2 .. K.
 
 Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, masks of every
-training frame when a later generation needs them, ``info.json``); a rerun with the same arguments reuses it, so
-a run stopped by a time limit (the device's per-command limit) continues where it stopped
-(``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
+training frame when a later generation needs them, ``info.json``); a rerun with the same
+arguments reuses it, so a run stopped by a time limit (the device's per-command limit)
+continues where it stopped (``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
 the same device (small models leave an H100 mostly idle one at a time).
 
     python benchmarks/population_gpu.py --out runs/population_gpu
