@@ -95,6 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ensemble", choices=list(ENSEMBLES), default="product",
                    help="agreement of generations >= 2: cosine of each mask to the students' Multi-Net "
                         "product (the thesis) or to its n-th root, the geometric mean")
+    p.add_argument("--label-support", action="store_true",
+                   help="generations >= 2: zero each label mask outside its hysteresis support "
+                        "(>= 0.5 and connected to >= 0.8, the teacher's last step) before training")
+    p.add_argument("--keep-teacher", action="store_true",
+                   help="generations >= 2 also train on generation 1's selected frames that the "
+                        "agreement did not select, with their VideoPCA masks")
     p.add_argument("--parallel", type=int, default=1,
                    help="students trained at once, each in its own process sharing the device (1)")
     p.add_argument("--fresh", dest="resume", action="store_false",
@@ -345,6 +351,7 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
     agreement, the top ``--gen2-top`` frames train a fresh population; its rows and training
     info go into ``rows`` / ``trained`` with the suffix `` (gen K)``. Returns its label J and,
     when a later generation follows, its students' masks of every training frame."""
+    from popdistill.pipeline.rescore import label_support
     from popdistill.students.base import resize_to
     from popdistill.teacher.selection import top_fraction_threshold
 
@@ -352,13 +359,24 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
     best, best_score = best_by_agreement([prev_masks[n] for n in names], a.ensemble)
     thr = top_fraction_threshold(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
     keep = np.flatnonzero((best_score >= thr) & (best_score > 0))
+    chosen, n_agree = {n: int((best[keep] == k).sum()) for k, n in enumerate(names)}, len(keep)
     size = tuple(all_images.shape[-2:])
     labels = np.stack([resize_to(torch.from_numpy(np.array(prev_masks[names[best[i]]][i], np.float32))
                                  [None, None], size)[0, 0].numpy() for i in keep])
+    if a.label_support:
+        labels = label_support(labels)
+    if a.keep_teacher:  # generation 1's selected frames the agreement left out, VideoPCA's masks
+        gen1 = Path(a.out) / "gen-1" / "data"
+        t_index = np.load(gen1 / "index.npy")
+        extra = np.flatnonzero(~np.isin(t_index, keep))
+        labels = np.concatenate([labels, np.load(gen1 / "targets.npy", mmap_mode="r")[extra, 0]])
+        keep = np.concatenate([keep, t_index[extra]])
+        print(f"generation {gen}: + {len(extra)} of generation 1's selected frames (--keep-teacher)",
+              flush=True)
     label_j = evaluate(["train"] * len(keep), labels, all_gt[keep])["J"]
-    print(f"generation {gen}: selected {len(keep)} of {len(all_images)} frames by agreement "
+    print(f"generation {gen}: selected {n_agree} of {len(all_images)} frames by agreement "
           f"({a.ensemble}), label J {label_j:.3f} (generation {gen - 1}'s: {prev_label_j:.3f}); best "
-          f"masks from { {n: int((best[keep] == k).sum()) for k, n in enumerate(names)} }", flush=True)
+          f"masks from {chosen}", flush=True)
     data_dir = Path(a.out) / f"gen-{gen}" / "data"
     _save(data_dir, images=np.ascontiguousarray(all_images[keep]), targets=labels[:, None])
     del labels
@@ -404,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     label_j = evaluate(["train"] * len(labels), labels, t_gt)["J"]
     data = Path(a.out) / "data"
     _save(data, heldout=_chw(np.concatenate([v["frames"] for v in held])))
-    _save(Path(a.out) / "gen-1" / "data", images=_chw(frames), targets=labels[:, None])
+    _save(Path(a.out) / "gen-1" / "data", images=_chw(frames), targets=labels[:, None],
+          index=np.flatnonzero(keep))
     if a.generations > 1:
         _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])))
     del frames, labels, held

@@ -117,10 +117,15 @@ def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunP
 
 
 def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
-            teacher_store: str) -> dict[str, Any]:
+            teacher_store: str, teacher_selected: str) -> dict[str, Any]:
     import numpy as np
 
-    from popdistill.pipeline.rescore import kept_scores, rescore_predictions, select_scored
+    from popdistill.pipeline.rescore import (
+        add_missing_frames,
+        kept_scores,
+        rescore_predictions,
+        select_scored,
+    )
     from popdistill.tracking import selection_summary
 
     sel = run.cfg.selection
@@ -128,26 +133,33 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
         stores = {**stores, TEACHER: teacher_store}
     root = run.gen_root(k) / "selection"
     scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
-                                 scorer=sel.scorer, ensemble=sel.ensemble)
+                                 scorer=sel.scorer, ensemble=sel.ensemble,
+                                 support=sel.support)
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
                               sel.threshold)
     scores = np.asarray(scored["scores"], np.float64)
     j = np.asarray(scored["j"], np.float64)
     kept = kept_scores(scores, threshold)  # the rule select_scored wrote the store by
     stats = selection_summary(kept, threshold, j if np.isfinite(j).any() else None)
+    if sel.keep_teacher:
+        stats["selection/teacher_frames"] = add_missing_frames(root / "selected",
+                                                               RunPath.of(teacher_selected))
     if np.isfinite(j).any():
         stats["teacher/J"] = float(np.nanmean(j))
     gen_run.log_metrics(stats)
     run.log(f"selection: kept {int(stats['selection/kept'])} of {int(stats['selection/total'])} "
-            f"frames ({sel.scorer} score >= {threshold:.4f})")
+            f"frames ({sel.scorer} score >= {threshold:.4f})"
+            + (f" + {int(stats['selection/teacher_frames'])} of generation 1's selected frames "
+               "(selection.keep_teacher)" if sel.keep_teacher else ""))
     if not kept.any():
         raise RuntimeError(
             f"generation {k}: selection kept no frame: every candidate mask is empty at 0.5"
             + (f" or scores below selection.threshold {sel.threshold}" if sel.threshold else "")
             + f"; train generation {k - 1} longer or set selection.with_teacher")
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
+    how = sel.ensemble + (",support" if sel.support else "") + (",keep_teacher" if sel.keep_teacher else "")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
-            "teacher": f"{sel.scorer}({sel.ensemble})+{source}", "chosen": scored["chosen"]}
+            "teacher": f"{sel.scorer}({how})+{source}", "chosen": scored["chosen"]}
 
 
 def _lineage(sel: dict[str, Any], k: int) -> dict[str, Any]:
@@ -244,7 +256,8 @@ def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[s
         preds = run.step(f"{g}/predict", lambda: _predict(
             run, ckpts, run.cfg.data, run.gen_root(k) / "predict", k))
         sel = run.step(f"{g}/select", lambda: _select(
-            run, gen_run, k, preds, prev["evalseg"]["checkpoint"], frames_store))
+            run, gen_run, k, preds, prev["evalseg"]["checkpoint"], frames_store,
+            prev["teacher_selected"]))
     train = run.step(f"{g}/train", lambda: _train(run, gen_run, k, sel, baselines["store"]))
     ckpts = {n: t["checkpoint"] for n, t in train.items()}
     eval_stores = run.step(f"{g}/predict-eval", lambda: _predict(
@@ -253,7 +266,8 @@ def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[s
     evalseg = run.step(f"{g}/evalseg", lambda: _evalseg(run, gen_run, k, frames_store, train, sel))
     gen_run.end("FINISHED")
     return {"generation": k, "selection": sel, "train": train, "results": overall,
-            "evalseg": evalseg, "frames_store": frames_store}
+            "evalseg": evalseg, "frames_store": frames_store,
+            "teacher_selected": sel["selected"] if k == 1 else prev["teacher_selected"]}
 
 
 # -- the report -----------------------------------------------------------------------------

@@ -93,7 +93,12 @@ class SelectionConfig:
     Multi-Net mask that both scorers measure agreement with: ``product`` (the thesis) or
     ``geomean``, its n-th root, which does not favour the most conservative student
     (:func:`popdistill.students.multinet.multinet_mask`; EvalSeg-Net is trained on the same
-    target).
+    target). ``support``: each kept mask of generation k >= 2 is zeroed outside its hysteresis
+    support (>= 0.5 and connected to >= 0.8, the teacher's last step) before it becomes a
+    label, so the next generation does not learn the students' faint halo
+    (:func:`popdistill.pipeline.rescore.label_support`). ``keep_teacher``: generation k >= 2
+    also trains on generation 1's selected frames that its own selection left out, with their
+    VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`).
     """
 
     top: float = 0.1
@@ -102,6 +107,8 @@ class SelectionConfig:
     with_teacher: bool = False
     # popdistill.students.multinet.ENSEMBLES, spelt out: this module does not import torch
     ensemble: str = choice("product", ["product", "geomean"])
+    support: bool = False
+    keep_teacher: bool = False
 
     def validate(self) -> None:
         from popdistill.pipeline.rescore import SCORERS

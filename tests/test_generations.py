@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from popdistill.data.schema import table_to_records
 from popdistill.run_config import parse_run_config
 
 pytestmark = pytest.mark.ray
@@ -171,7 +172,9 @@ def test_two_generations_end_to_end_then_a_rerun_redoes_nothing(ray_session, wor
 def test_a_killed_driver_resumes_after_its_last_finished_step(ray_session, worlds, tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(worlds, out)))
+    cfg = tiny_config(worlds, out)
+    cfg["selection"].update(support=True, keep_teacher=True)  # checked at the end
+    config.write_text(yaml.safe_dump(cfg))
     address = ray_session.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "popdistill.cli", "run", str(config), "--address", address]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -206,3 +209,19 @@ def test_a_killed_driver_resumes_after_its_last_finished_step(ray_session, world
     assert "Multi-Net" in result.stdout and (out / "report.json").is_file()
     sel = steps["gen-2/select"]["result"]
     assert sum(sel["chosen"].values()) == TRAIN_FRAMES and len(_rows(sel["selected"])) >= 1
+
+    # selection.support: the kept masks are zero outside their hysteresis support; selection.
+    # keep_teacher: generation 1's selected frames that generation 2 left out train it too
+    assert sel["teacher"] == "evalseg(product,support,keep_teacher)+students:gen-1+videopca:gen-1"
+    rows2 = _rows(sel["selected"])
+    key = lambda r: (r["video"], r["frame"])  # noqa: E731
+    ours = {key(r) for r in rows2 if r["generation"] == 2}
+    added = {key(r) for r in rows2 if r["generation"] == 1}
+    gen1 = {key(r) for r in _rows(steps["gen-1/teacher"]["result"]["selected"])}
+    assert len(ours) == sel["stats"]["selection/kept"] and len(rows2) == len(ours | added)
+    assert added == gen1 - ours and len(added) == sel["stats"]["selection/teacher_frames"]
+    assert {r["teacher"] for r in rows2 if r["generation"] == 1} <= {"videopca"}
+    for f in Path(sel["selected"]).glob("*.parquet"):
+        for r in table_to_records(pq.read_table(f)):
+            if r.generation == 2:
+                assert not ((r.mask > 0) & (r.mask < 0.49)).any(), (r.video, r.frame)

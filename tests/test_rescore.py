@@ -13,6 +13,7 @@ from popdistill.data.schema import records_to_table, table_to_records
 from popdistill.pipeline.rescore import (
     agreement_scores,
     empty_masks,
+    label_support,
     rescore_predictions,
     select_scored,
 )
@@ -138,3 +139,67 @@ def test_the_teachers_mask_competes_when_selection_includes_it(tmp_path):
     assert scored["chosen"][TEACHER] == 4 and scored["j"] == pytest.approx([1.0] * 4)
     rows = table_to_records(pq.read_table(tmp_path / "scored-with-teacher" / "v.parquet"))
     assert {r.teacher for r in rows} == {f"agreement:{TEACHER}"}
+
+
+def test_label_support_keeps_confident_components_and_drops_the_halo():
+    m = np.full((2, 16, 16), 0.2, np.float32)  # a faint halo everywhere
+    m[0, 2:8, 2:8] = 0.6
+    m[0, 4, 4] = 0.9  # a component that reaches 0.8: kept whole, at its own values
+    m[0, 10:14, 10:14] = 0.7  # >= 0.5 but never >= 0.8: dropped
+    m[1, 8:10, 0:16] = 0.85  # a stripe on the second frame; the first frame's seed is not its
+    out = label_support(m)
+    assert out.dtype == np.float32 and out.shape == m.shape
+    keep0 = np.zeros((16, 16), bool)
+    keep0[2:8, 2:8] = True
+    np.testing.assert_array_equal(out[0], np.where(keep0, m[0], 0.0))
+    np.testing.assert_array_equal(out[1] > 0, m[1] >= 0.8)
+    assert label_support(m[0]).shape == (16, 16)  # one frame
+    np.testing.assert_array_equal(label_support(m[0]), out[0])
+
+
+def test_rescore_with_support_writes_labels_without_the_halo(tmp_path):
+    frames = square_records(4, size=32, seed=9, video="v")
+    stores = {}
+    for name in ("a", "b"):
+        recs = copy.deepcopy(frames)
+        for r in recs:
+            r.mask = _soft(r.gt_mask)  # 0.9 on the object, 0.05 everywhere else
+        stores[name] = str(write_store(tmp_path / name / "v", recs, files=1).parent)
+    for support, folder in ((False, "plain"), (True, "support")):
+        scored = rescore_predictions(stores, "-", RunPath.of(str(tmp_path / folder)), 2,
+                                     scorer="agreement", log=lambda _: None, support=support)
+        rows = table_to_records(pq.read_table(tmp_path / folder / "v.parquet"))
+        halo = [float(r.mask[~r.gt_mask].max()) for r in rows]
+        assert halo == pytest.approx([0.0 if support else 0.05] * 4, abs=0.005)  # stored as uint8 / 255
+        assert all(float(r.mask[r.gt_mask].min()) == pytest.approx(0.9, abs=0.005) for r in rows)
+        assert scored["j"] == pytest.approx([1.0] * 4)
+
+
+def test_add_missing_frames_adds_the_teachers_frames_the_selection_lacks_once(tmp_path):
+    from popdistill.pipeline.rescore import add_missing_frames
+
+    frames = square_records(6, size=32, seed=11, video="v")
+    teacher = copy.deepcopy(frames)
+    for r in teacher:
+        r.mask, r.teacher, r.generation = _soft(r.gt_mask), "videopca", 1
+    write_store(tmp_path / "teacher" / "v", teacher[:4], files=2)  # generation 1 kept frames 0-3
+    students = copy.deepcopy(frames)
+    for r in students:
+        r.mask, r.teacher, r.generation = np.full((32, 32), 0.7, np.float32), "agreement:a", 2
+    selected = RunPath.of(str(tmp_path / "selected"))
+    selected.mkdir()
+    (selected / "v.parquet").write_table(records_to_table(students[2:5]))  # generation 2 kept 2-4
+    for _ in range(2):  # idempotent once the selected store is rewritten, as select_scored does
+        added = add_missing_frames(selected, RunPath.of(str(tmp_path / "teacher")))
+        assert added == 2
+        rows = [r for f in sorted((tmp_path / "selected").glob("*.parquet"))
+                for r in table_to_records(pq.read_table(f))]
+        by_frame = {r.frame: r for r in rows}
+        assert sorted(by_frame) == [0, 1, 2, 3, 4] and len(rows) == 5
+        assert {f: by_frame[f].teacher for f in by_frame} == {0: "videopca", 1: "videopca", 2: "agreement:a",
+                                                              3: "agreement:a", 4: "agreement:a"}
+        np.testing.assert_allclose(by_frame[0].mask, _soft(frames[0].gt_mask), atol=0.005)
+        for f in (tmp_path / "selected").glob("keep-teacher-*.parquet"):
+            f.unlink()
+    empty = RunPath.of(str(tmp_path / "none"))
+    assert add_missing_frames(empty, RunPath.of(str(tmp_path / "teacher"))) == 4  # an empty selection

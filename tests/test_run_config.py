@@ -87,6 +87,8 @@ def test_valid_config_builds_every_step_config():
         ("selection.ensemble", "mean", "selection.ensemble: 'mean' is not one of product, geomean"),
         ("evalseg.ensemble", "geomean", "evalseg.ensemble: set by the pipeline"),
         ("selection.with_teacher", "sometimes", "selection.with_teacher: expected true or false"),
+        ("selection.support", "yes please", "selection.support: expected true or false"),
+        ("selection.keep_teacher", 1, "selection.keep_teacher: expected true or false"),
         ("students.names", ["lowres_tiny", "resnet"], "names[1]: 'resnet' is not one of denseunet,"),
         ("students.models", {"unet": {}}, "models.unet: not one of the students"),
         ("training.store", "x", "training.store: set by the pipeline"),

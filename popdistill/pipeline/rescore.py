@@ -17,6 +17,8 @@ or its n-th root ``geomean``, which does not favour the most conservative studen
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
                                                    best mask, ``score`` = its score
     select_scored(scored, selected, top|threshold)  the kept frames as the selected store
+    add_missing_frames(selected, teacher_selected)  + generation 1's selected frames it lacks
+                                                   (``SelectionConfig.keep_teacher``)
 
 Both are resumable per video / idempotent. Only one video's frames are in memory at a time;
 the per-frame scores (and J where there is ground truth) are returned for the statistics.
@@ -35,9 +37,11 @@ SCORERS = ("evalseg", "agreement")
 
 __all__ = [
     "SCORERS",
+    "add_missing_frames",
     "agreement_scores",
     "best_per_frame",
     "empty_masks",
+    "label_support",
     "rescore_predictions",
     "select_scored",
 ]
@@ -66,6 +70,21 @@ def empty_masks(masks: Sequence[Any], threshold: float = 0.5) -> np.ndarray:
     """Frames x students: True where a mask has no pixel >= ``threshold`` (empty once
     binarised). Such a mask is never selected, whatever its score: it would teach "no object"."""
     return np.stack([m.flatten(1).amax(1).numpy() < threshold for m in masks], axis=1)
+
+
+def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.ndarray:
+    """The teacher's last step (PAPERS.md, VideoPCA step 7) applied to students' masks before
+    they become labels: keep the pixels >= ``low`` 8-connected (within their frame) to a pixel
+    >= ``high`` and zero the rest. ``masks``: (H, W) or (N, H, W) in [0, 1]; float32 out.
+
+    A student's mask has a faint halo (values below 0.5 around and away from the object) that
+    the teacher's masks do not; regressed as a label, it teaches the next generation to
+    over-segment (docs/results.md, ninth session)."""
+    from popdistill.teacher.videopca_ops import hysteresis
+
+    m = np.asarray(masks, np.float32)
+    frames = m.reshape((-1,) + m.shape[-2:])
+    return (frames * hysteresis(frames >= high, frames >= low)).reshape(m.shape)
 
 
 def _video_records(store: RunPath, video_dir: str) -> dict[int, Any]:
@@ -97,11 +116,13 @@ def rescore_predictions(
     log: Callable[[str], None] = print,
     scorer: str = "evalseg",
     ensemble: str = "product",
+    support: bool = False,
 ) -> dict[str, Any]:
     """Score each student's masks (``stores``: student -> prediction store) with ``scorer``
     (EvalSeg-Net, or the students' agreement with their ``ensemble`` mask) and write each
     frame's best one to ``scored/<video>.parquet`` (teacher ``<scorer>:<student>``, ``score``,
-    ``generation``).
+    ``generation``), zeroed outside its :func:`label_support` when ``support``; ``j`` is the
+    written mask's.
     Videos already scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen``
     counts."""
     import torch
@@ -145,6 +166,8 @@ def rescore_predictions(
             for f, b, sc in zip(frames, best, best_scores):
                 r = per_student[names[b]][f]
                 r.score, r.generation = float(sc), int(generation)
+                if support:
+                    r.mask = label_support(r.mask)
                 r.teacher = f"{scorer}:{names[b]}"
                 kept.append(r)
             info = {
@@ -189,3 +212,32 @@ def select_scored(
         if table.num_rows:
             (selected / f.rsplit("/", 1)[-1]).write_table(table)
     return float(threshold)
+
+
+def add_missing_frames(selected: RunPath, other: RunPath) -> int:
+    """Copy the frames of the store ``other`` (generation 1's selected VideoPCA masks) whose
+    (video, frame) ``selected`` lacks into ``selected`` as ``keep-teacher-<i>.parquet``, one
+    file of ``other`` at a time; returns how many. Run after :func:`select_scored`, which
+    clears ``selected``, so that running both again gives the same store."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from popdistill.data.schema import records_to_table, table_to_records
+
+    def keys(table: pa.Table) -> pa.Array:
+        return pc.binary_join_element_wise(table["video"], pc.cast(table["frame"], pa.string()), "\x00")
+
+    have = [keys(pq.read_table(f, columns=["video", "frame"], filesystem=selected.fs))
+            for f in selected.files(".parquet")]
+    known = pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+                              for a in have]) if have else pa.array([], pa.string())
+    added = 0
+    for i, f in enumerate(other.files(".parquet")):
+        table = pq.read_table(f, filesystem=other.fs)
+        table = table.filter(pc.invert(pc.is_in(keys(table), value_set=known)))
+        if table.num_rows:
+            (selected / f"keep-teacher-{i:05d}.parquet").write_table(
+                records_to_table(table_to_records(table)))
+            added += table.num_rows
+    return added
