@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issues 4 and 5 on one GPU node, in one command that fits a 10-minute device call:
 # generation 1 (VideoPCA -> top 20 % -> five full-size students) and generation 2 (the
-# students' best masks by agreement with their geometric mean -> five fresh students), every
+# students' best masks by agreement with their geometric mean, plus generation 1's selected
+# frames they left out, as `selection.keep_teacher` -> five fresh students), every
 # student trained for SECONDS of wall time, all five at once on the one device
 # (`--parallel 5`), evaluated on a held-out world. Students are cached under RUN (default
 # runs/gpu_population): run the same command again after a cut-off and the finished ones are
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 status=0
 PYTHONPATH=$PWD timeout 560 "${PYTHON:-python}" benchmarks/population_gpu.py --out "$RUN" --videos 400 \
     --heldout-videos 40 --seconds "$SECONDS_EACH" --generations 2 --parallel 5 \
-    --students lowres,fconv,unet,denseunet,dilateunet --ensemble geomean "$@" 2>&1 | tee "$RUN/log.txt" || status=$?
+    --students lowres,fconv,unet,denseunet,dilateunet --ensemble geomean --keep-teacher "$@" 2>&1 | tee "$RUN/log.txt" || status=$?
 if [ -n "${OUT:-}" ]; then
     cp "$RUN/population_gpu.json" "$RUN/log.txt" "$OUT/" 2>/dev/null || true
 fi

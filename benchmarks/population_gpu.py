@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "product (the thesis) or to its n-th root, the geometric mean")
     p.add_argument("--label-support", action="store_true",
                    help="generations >= 2: zero each label mask outside its hysteresis support "
-                        "(>= 0.5 and connected to >= 0.8, the teacher's last step) before training")
+                        "(>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last step) before training")
     p.add_argument("--keep-teacher", action="store_true",
                    help="generations >= 2 also train on generation 1's selected frames that the "
                         "agreement did not select, with their VideoPCA masks")

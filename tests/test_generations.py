@@ -223,5 +223,5 @@ def test_a_killed_driver_resumes_after_its_last_finished_step(ray_session, world
     assert {r["teacher"] for r in rows2 if r["generation"] == 1} <= {"videopca"}
     for f in Path(sel["selected"]).glob("*.parquet"):
         for r in table_to_records(pq.read_table(f)):
-            if r.generation == 2:
-                assert not ((r.mask > 0) & (r.mask < 0.49)).any(), (r.video, r.frame)
+            if r.generation == 2:  # >= half its maximum, or zero (uint8 / 255 in the store)
+                assert r.mask[r.mask > 0].min() >= 0.5 * r.mask.max() - 0.01, (r.video, r.frame)

@@ -7,6 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,24 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     mean_j = (third["table"]["unet_tiny (gen 3)"]["J"] + third["table"]["fconv_tiny (gen 3)"]["J"]) / 2
     assert third["student_means"]["generation 3"]["J"] == pytest.approx(mean_j)
     assert third["students"]["generation 3 selection"]["frames"] > 0
+    # generation 1's selected frames that the agreement left out join generation 2 with their
+    # VideoPCA masks (--keep-teacher); the students' masks lose their halo (--label-support)
+    assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2",
+                       "--keep-teacher", "--label-support"]) == 0
+    log = capsys.readouterr().out
+    added = int(log.split("generation 2: + ")[1].split()[0])
+    assert log.count("cached in") == 2 and added > 0
+    frames = json.loads((out / "population_gpu.json").read_text())["students"]["generation 2 selection"]["frames"]
+    assert frames == third["students"]["generation 2 selection"]["frames"] + added
+    targets = np.load(out / "gen-2" / "data" / "targets.npy")[:, 0]
+    teacher = np.load(out / "gen-1" / "data" / "targets.npy")[:, 0]
+    assert len(targets) == frames
+    for t in targets[-added:]:  # generation 1's labels, as they were
+        assert any(np.array_equal(t, g) for g in teacher)
+    own = targets[:-added]  # zero outside the support: >= half of each mask's maximum
+    assert (own.reshape(len(own), -1).max(1) > 0).all() and np.count_nonzero(own) < own.size
+    for t in own:
+        assert t[t > 0].min() >= 0.5 * t.max() - 0.01
     with pytest.raises(SystemExit):
         bench.parse_args(["--generations", "0"])
     capsys.readouterr()

@@ -74,17 +74,23 @@ def empty_masks(masks: Sequence[Any], threshold: float = 0.5) -> np.ndarray:
 
 def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.ndarray:
     """The teacher's last step (PAPERS.md, VideoPCA step 7) applied to students' masks before
-    they become labels: keep the pixels >= ``low`` 8-connected (within their frame) to a pixel
-    >= ``high`` and zero the rest. ``masks``: (H, W) or (N, H, W) in [0, 1]; float32 out.
+    they become labels: on each frame's mask min-max normalised, keep the pixels >= ``low``
+    8-connected to a pixel >= ``high``, and zero the rest of the (unnormalised) mask.
+    ``masks``: (H, W) or (N, H, W) in [0, 1]; float32 out. Relative thresholds keep every
+    non-constant mask non-empty, however faint its student.
 
     A student's mask has a faint halo (values below 0.5 around and away from the object) that
-    the teacher's masks do not; regressed as a label, it teaches the next generation to
+    the teacher's masks do not; regressed as a label, it may teach the next generation to
     over-segment (docs/results.md, ninth session)."""
-    from popdistill.teacher.videopca_ops import hysteresis
+    import torch
+
+    from popdistill.teacher.videopca_ops import above_fraction, hysteresis
 
     m = np.asarray(masks, np.float32)
     frames = m.reshape((-1,) + m.shape[-2:])
-    return (frames * hysteresis(frames >= high, frames >= low)).reshape(m.shape)
+    t = torch.from_numpy(frames)
+    support = hysteresis(above_fraction(t, high, "frame"), above_fraction(t, low, "frame"))
+    return (frames * support).reshape(m.shape)
 
 
 def _video_records(store: RunPath, video_dir: str) -> dict[int, Any]:
