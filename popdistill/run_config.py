@@ -93,10 +93,10 @@ class SelectionConfig:
     Multi-Net mask that both scorers measure agreement with: ``product`` (the thesis) or
     ``geomean``, its n-th root, which does not favour the most conservative student
     (:func:`popdistill.students.multinet.multinet_mask`; EvalSeg-Net is trained on the same
-    target). ``support``: each kept mask of generation k >= 2 is zeroed outside its hysteresis
-    support (>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last step) before it becomes a
-    label, so the next generation does not learn the students' faint halo
-    (:func:`popdistill.pipeline.rescore.label_support`). ``keep_teacher``: generation k >= 2
+    target). ``support``: each kept mask of generation k >= 2 is zeroed outside its
+    hysteresis support (>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last
+    step) before it becomes a label, so the next generation does not learn the students'
+    faint halo (:func:`popdistill.pipeline.rescore.label_support`). ``keep_teacher``: generation k >= 2
     also trains on generation 1's selected frames that its own selection left out, with their
     VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`).
     """

@@ -234,15 +234,14 @@ def add_missing_frames(selected: RunPath, other: RunPath) -> int:
     def keys(table: pa.Table) -> pa.Array:
         return pc.binary_join_element_wise(table["video"], pc.cast(table["frame"], pa.string()), "\x00")
 
-    have = [keys(pq.read_table(f, columns=["video", "frame"], filesystem=selected.fs))
+    have = [pq.read_table(f, columns=["video", "frame"], filesystem=selected.fs)
             for f in selected.files(".parquet")]
-    known = pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
-                              for a in have]) if have else pa.array([], pa.string())
+    known = keys(pa.concat_tables(have)).combine_chunks() if have else pa.array([], pa.string())
     added = 0
     for i, f in enumerate(other.files(".parquet")):
         table = pq.read_table(f, filesystem=other.fs)
         table = table.filter(pc.invert(pc.is_in(keys(table), value_set=known)))
-        if table.num_rows:
+        if table.num_rows:  # written in FRAME_SCHEMA, as every file of the selected store
             (selected / f"keep-teacher-{i:05d}.parquet").write_table(
                 records_to_table(table_to_records(table)))
             added += table.num_rows
