@@ -97,6 +97,17 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert (own.reshape(len(own), -1).max(1) > 0).all() and np.count_nonzero(own) < own.size
     for t in own:
         assert t[t > 0].min() >= 0.5 * t.max() - 0.01
+    # benchmarks/selection_coverage.py: the same selections, counted by background clutter
+    coverage = importlib.import_module("selection_coverage")
+    assert coverage.main([str(out), "--workers", "1"]) == 0
+    table = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[1:] for line in
+             capsys.readouterr().out.splitlines()[3:] if line.startswith("| ")}  # below the header
+    count = {k.split(" (")[0]: int(v[0]) for k, v in table.items()}
+    assert count["all training frames"] == 3 * 48 and count["held-out frames"] == 48
+    assert count["generation 2 selection"] + added == count["generation 2 with --keep-teacher"] == frames
+    assert count["generation 1 selection"] == len(teacher)
+    assert float(table["all training frames"][1]) == pytest.approx(0.25, abs=0.01)  # the quartile
+    assert all(0.0 <= float(v[1]) <= 1.0 and float(v[2]) > 0 for v in table.values())
     with pytest.raises(SystemExit):
         bench.parse_args(["--generations", "0"])
     capsys.readouterr()
