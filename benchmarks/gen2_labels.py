@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     import torch
-    from population_gpu import best_by_agreement, evaluate, make_split
+    from population_gpu import best_by_agreement, evaluate, kept_by_agreement, make_split
 
     from popdistill.students.base import resize_to
     from popdistill.teacher.selection import top_fraction_threshold
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for ensemble in ("product", "geomean"):
         best, best_score = best_by_agreement(masks, ensemble)
         for top in tops:
-            thr = top_fraction_threshold(best_score, top)
-            keep = np.flatnonzero((best_score >= thr) & (best_score > 0))
+            keep = kept_by_agreement(best_score, top)[0]
             labels = np.stack([np.asarray(masks[best[i]][i], np.float32) for i in keep])
             chosen = ", ".join(f"{n} {int((best[keep] == k).sum())}" for k, n in enumerate(names))
             row(f"agreement ({ensemble}), top {top:g}", keep, labels, chosen)

@@ -314,6 +314,16 @@ def best_by_agreement(masks: list[np.ndarray], ensemble: str) -> tuple[np.ndarra
     return best, best_score
 
 
+def kept_by_agreement(best_score: np.ndarray, top: float) -> tuple[np.ndarray, float]:
+    """The frames the pipeline's rule (``kept_scores``) keeps at the threshold that keeps the
+    ``top`` fraction of ``best_score``, and that threshold."""
+    from popdistill.pipeline.rescore import kept_scores
+    from popdistill.teacher.selection import top_fraction_threshold
+
+    thr = top_fraction_threshold(best_score, top)
+    return np.flatnonzero(kept_scores(best_score, thr)), thr
+
+
 def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_digest: str) -> str:
     """What a cached student depends on: its training labels and arguments, the held-out data."""
     fields = ("preset", "videos", "heldout_videos", "train_seed", "heldout_seed", "select_top",
@@ -353,12 +363,10 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
     when a later generation follows, its students' masks of every training frame."""
     from popdistill.pipeline.rescore import label_support
     from popdistill.students.base import resize_to
-    from popdistill.teacher.selection import top_fraction_threshold
 
     all_images = np.load(Path(a.out) / "data" / "all_images.npy", mmap_mode="r")
     best, best_score = best_by_agreement([prev_masks[n] for n in names], a.ensemble)
-    thr = top_fraction_threshold(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
-    keep = np.flatnonzero((best_score >= thr) & (best_score > 0))
+    keep, thr = kept_by_agreement(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
     chosen, n_agree = {n: int((best[keep] == k).sum()) for k, n in enumerate(names)}, len(keep)
     size = tuple(all_images.shape[-2:])
     labels = np.stack([resize_to(torch.from_numpy(np.array(prev_masks[names[best[i]]][i], np.float32))

@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="a population_gpu.py --out folder, with --generations >= 2")
     p.add_argument("--workers", type=int, default=1, help="processes re-rendering the worlds (1)")
     a = p.parse_args(argv)
-    from popdistill.teacher.selection import top_fraction_threshold
-
     run = Path(a.run)
     args = json.loads((run / "population_gpu.json").read_text())["args"]
     names = [s.strip() for s in args["students"].split(",") if s.strip()]
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     best, score = pg.best_by_agreement([np.load(run / "gen-1" / n / "train.npy", mmap_mode="r")
                                         for n in names], args["ensemble"])
     top = args["select_top"] if args["gen2_top"] is None else args["gen2_top"]
-    agree = np.flatnonzero((score >= top_fraction_threshold(score, top)) & (score > 0))
+    agree = pg.kept_by_agreement(score, top)[0]
     rows = {"all training frames": c, "held-out frames": c_held,
             "generation 1 selection (VideoPCA score)": c[teacher],
             f"generation 2 selection (agreement, {args['ensemble']})": c[agree],
