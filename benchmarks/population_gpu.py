@@ -63,6 +63,10 @@ def _positive(text: str) -> int:
     return value
 
 
+def _epoch_list(text: str) -> tuple[int, ...]:
+    return tuple(sorted({_positive(t) for t in text.split(",") if t.strip()}))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from popdistill.students.multinet import ENSEMBLES
 
@@ -101,6 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-teacher", action="store_true",
                    help="generations >= 2 also train on generation 1's selected frames that the "
                         "agreement did not select, with their VideoPCA masks")
+    p.add_argument("--eval-epochs", type=_epoch_list, default=(),
+                   help="also score each student on the held-out frames after these epochs "
+                        "(comma-separated, e.g. 4,8: a learning curve; rows '<student> @ E epochs')")
     p.add_argument("--parallel", type=int, default=1,
                    help="students trained at once, each in its own process sharing the device (1)")
     p.add_argument("--fresh", dest="resume", action="store_false",
@@ -149,8 +156,10 @@ def make_split(preset: str, videos: int, seed: int, workers: int) -> list[dict]:
 
 
 def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Tensor,
-                  a: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """``images`` (N x 3 x H x W uint8) and ``masks`` (N x 1 x H x W float) on ``device``."""
+                  a: argparse.Namespace, device: torch.device,
+                  after_epoch=None) -> tuple[torch.nn.Module, dict]:
+    """``images`` (N x 3 x H x W uint8) and ``masks`` (N x 1 x H x W float) on ``device``;
+    ``after_epoch(epoch, model)``, if given, is called after each epoch (1-based)."""
     from popdistill.students import create_student
     from popdistill.students.base import resize_images
     from popdistill.train.config import AugmentConfig, resolve_batch_size, resolve_sizes
@@ -167,6 +176,7 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     t0, epoch, steps, losses = time.perf_counter(), 0, 0, []
     model.train()
     while (a.epochs and epoch < a.epochs) or (not a.epochs and time.perf_counter() - t0 < a.seconds):
+        _share_cores()
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for s in range(0, n - bs + 1, bs):
@@ -186,6 +196,9 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
                 break
         epoch += 1
         losses.append(total / n)
+        if after_epoch is not None:
+            after_epoch(epoch, model)
+            model.train()
     seconds = time.perf_counter() - t0
     print(f"  {name}: {epoch} epochs, {steps} steps in {seconds:.0f} s, last loss {losses[-1]:.4f}",
           flush=True)
@@ -213,27 +226,62 @@ def evaluate(videos: list[str], masks, labels) -> dict:
     return {k: o[k] for k in ("P", "J", "CorLoc", "frames")}
 
 
+_RUNNING = None  # in --parallel pool processes: a shared count of the students training now
+
+
+def _init_pool(running) -> None:
+    global _RUNNING
+    _RUNNING = running
+
+
+def _share_cores() -> None:
+    """In a --parallel pool process: this student's threads, the CPU cores divided among the
+    students training now (the last one left gets them all)."""
+    if _RUNNING is not None:
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // max(1, _RUNNING.value)))
+
+
 def _student_job(job: dict) -> str:
     """Train one student and cache what the parent needs under ``job["dir"]``: held-out masks
     (``heldout.npy``), masks of every training frame for the next generation (``train.npy``,
     when asked) and ``info.json`` last, which marks the student finished (``--resume``).
     Runs in the parent (``--parallel 1``) or in a spawned process; arrays come as .npy files."""
+    if _RUNNING is None:
+        return _train_and_save(job)
+    with _RUNNING.get_lock():
+        _RUNNING.value += 1
+    try:
+        return _train_and_save(job)
+    finally:
+        with _RUNNING.get_lock():
+            _RUNNING.value -= 1
+
+
+def _train_and_save(job: dict) -> str:
     a, d = job["args"], Path(job["dir"])
     device = torch.device(a.device)
-    if job["parallel"] > 1:     # share the CPU cores between the students' processes
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // job["parallel"]))
     data = Path(job["data"])
     images = torch.from_numpy(np.load(data / "images.npy")).to(device)
     targets = torch.from_numpy(np.load(data / "targets.npy")).to(device)
-    model, info = train_student(job["name"], job["kwargs"], images, targets, a, device)
-    del images, targets
     d.mkdir(parents=True, exist_ok=True)
     h_images = np.load(Path(job["heldout"]), mmap_mode="r")
+
+    def learning_curve(epoch: int, model: torch.nn.Module) -> None:
+        if epoch in _curve_epochs(a):
+            np.save(d / f"heldout-e{epoch}.npy", _predict_chunks(model.eval(), h_images, device))
+
+    model, info = train_student(job["name"], job["kwargs"], images, targets, a, device, learning_curve)
+    del images, targets
     np.save(d / "heldout.npy", _predict_chunks(model, h_images, device))
     if job["all_images"]:
         np.save(d / "train.npy", _predict_chunks(model, np.load(job["all_images"], mmap_mode="r"), device))
     (d / "info.json").write_text(json.dumps({**info, "model": job["kwargs"], "key": job["key"]}))
     return job["name"]
+
+
+def _curve_epochs(a: argparse.Namespace) -> tuple[int, ...]:
+    """The --eval-epochs before the last epoch (the last one is the student's own row)."""
+    return tuple(e for e in a.eval_epochs if not a.epochs or e < a.epochs)
 
 
 def _predict_chunks(model: torch.nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
@@ -264,15 +312,17 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
         key = _cache_key(a, name, kw, gen, labels_digest)
         info_path = out / name / "info.json"
         if a.resume and info_path.exists() and json.loads(info_path.read_text()).get("key") == key \
-                and (not keep_train_masks or (out / name / "train.npy").exists()):
+                and (not keep_train_masks or (out / name / "train.npy").exists()) \
+                and all((out / name / f"heldout-e{e}.npy").exists() for e in _curve_epochs(a)):
             print(f"  {name}: generation {gen} cached in {out / name}", flush=True)
             continue
         jobs.append({"args": a, "name": name, "kwargs": kw, "key": key, "dir": str(out / name),
                      "data": str(data_dir), "heldout": str(Path(a.out) / "data" / "heldout.npy"),
-                     "all_images": str(Path(a.out) / "data" / "all_images.npy") if keep_train_masks else "",
-                     "parallel": a.parallel})
+                     "all_images": str(Path(a.out) / "data" / "all_images.npy") if keep_train_masks else ""})
     if a.parallel > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(a.parallel, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(min(a.parallel, len(jobs)), mp_context=ctx, initializer=_init_pool,
+                                 initargs=(ctx.Value("i", 0),)) as pool:
             for name in pool.map(_student_job, jobs):
                 print(f"  {name}: done", flush=True)
     else:
@@ -287,6 +337,10 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
         student_masks[name] = np.load(d / "heldout.npy").astype(np.float32)
         rows[name] = evaluate(h_videos, student_masks[name], h_gt)
         print(f"    {name} (gen {gen}) held-out J {rows[name]['J']:.3f}", flush=True)
+        for e in _curve_epochs(a):
+            if (d / f"heldout-e{e}.npy").exists():
+                rows[f"{name} @ {e} epochs"] = evaluate(h_videos, np.load(d / f"heldout-e{e}.npy")
+                                                        .astype(np.float32), h_gt)
         if keep_train_masks:
             train_masks[name] = np.load(d / "train.npy", mmap_mode="r")
     _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
@@ -449,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| method | P | J | CorLoc | epochs | train s | beats teacher J |\n|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         t = trained.get(name)
-        beat = ("yes" if m["J"] > teacher_j else "NO") if name in trained or "Multi" in name else ""
+        beat = ("yes" if m["J"] > teacher_j else "NO") if name in trained or "Multi" in name \
+            or " @ " in name else ""
         print(f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} | "
               f"{t['epochs'] if t else ''} | {t['seconds']:.0f} | {beat} |" if t else
               f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} |  |  | {beat} |")

@@ -115,3 +115,48 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert bench.main([*args, "--epochs", "2", "--generations", "1"]) == 0
     log = capsys.readouterr().out
     assert "cached in" not in log and log.count("2 epochs") == 2
+
+
+@pytest.mark.timeout(300)
+def test_learning_curve_rows_are_the_students_of_that_many_epochs(tmp_path, monkeypatch):
+    """``--eval-epochs``: the row '<student> @ E epochs' of a longer run is the student a run of E
+    epochs ends with (same seed, same batches), and a rerun asking for a new epoch retrains."""
+    bench = _benchmark(monkeypatch)
+    common = ["--videos", "3", "--heldout-videos", "1", "--students", "unet_tiny", "--device", "cpu",
+              "--workers", "1", "--select-top", "0.3"]
+    long_run, short_run = tmp_path / "e3", tmp_path / "e1"
+    assert bench.main([*common, "--out", str(long_run), "--epochs", "3", "--eval-epochs", "1,3,9"]) == 0
+    assert bench.main([*common, "--out", str(short_run), "--epochs", "1"]) == 0
+    curve = json.loads((long_run / "population_gpu.json").read_text())["table"]
+    short = json.loads((short_run / "population_gpu.json").read_text())["table"]
+    # epoch 3 is the student's own row and epoch 9 is never reached: only epoch 1 gets a row
+    assert sorted(k for k in curve if " @ " in k) == ["unet_tiny @ 1 epochs"]
+    assert curve["unet_tiny @ 1 epochs"] == pytest.approx(short["unet_tiny"], abs=1e-6)
+    at_1 = np.load(long_run / "gen-1" / "unet_tiny" / "heldout-e1.npy").astype(np.float32)
+    ends_1 = np.load(short_run / "gen-1" / "unet_tiny" / "heldout.npy").astype(np.float32)
+    ends_3 = np.load(long_run / "gen-1" / "unet_tiny" / "heldout.npy").astype(np.float32)
+    assert at_1.shape == ends_1.shape and np.abs(at_1 - ends_1).max() < 1e-3
+    assert np.abs(at_1 - ends_3).max() > 1e-2     # two more epochs changed the masks
+    assert bench.main([*common, "--out", str(long_run), "--epochs", "3", "--eval-epochs", "2"]) == 0
+    assert (long_run / "gen-1" / "unet_tiny" / "heldout-e2.npy").is_file()
+
+
+def test_parallel_students_share_the_cores(monkeypatch):
+    """In a --parallel pool, each student's threads are the cores divided among the students
+    training now: the last one left gets them all."""
+    import multiprocessing as mp
+
+    import torch
+
+    bench = _benchmark(monkeypatch)
+    running, before = mp.get_context("spawn").Value("i", 2), torch.get_num_threads()
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(bench, "_RUNNING", running)
+    try:
+        bench._share_cores()
+        assert torch.get_num_threads() == 4
+        running.value = 1
+        bench._share_cores()
+        assert torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(before)
