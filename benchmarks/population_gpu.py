@@ -27,7 +27,10 @@ Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, 
 training frame when a later generation needs them, ``info.json``); a rerun with the same
 arguments reuses it, so a run stopped by a time limit (the device's per-command limit)
 continues where it stopped (``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
-the same device (small models leave an H100 mostly idle one at a time).
+the same device (small models leave an H100 mostly idle one at a time); on a CPU the cores are
+divided among the students still training, re-divided at each epoch. ``--eval-epochs 4,8``
+also scores each student on the held-out frames after those epochs: a learning curve from one
+run (rows ``<student> @ 4 epochs``; the same student a 4-epoch run ends with).
 
     python benchmarks/population_gpu.py --out runs/population_gpu
     python benchmarks/population_gpu.py --videos 400 --heldout-videos 40 --seconds 60 \\
