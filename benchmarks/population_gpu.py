@@ -30,7 +30,8 @@ continues where it stopped (``--fresh`` retrains). ``--parallel N`` trains N stu
 the same device (small models leave an H100 mostly idle one at a time); on a CPU the cores are
 divided among the students still training, re-divided at each epoch. ``--eval-epochs 4,8``
 also scores each student on the held-out frames after those epochs: a learning curve from one
-run (rows ``<student> @ 4 epochs``; the same student a 4-epoch run ends with).
+run (rows ``<student> @ 4 epochs``; the same student a 4-epoch run ends with, with a constant
+learning rate; ``--lr-schedule cosine`` anneals the rate towards zero over ``--epochs``).
 
     python benchmarks/population_gpu.py --out runs/population_gpu
     python benchmarks/population_gpu.py --videos 400 --heldout-videos 40 --seconds 60 \\
@@ -90,6 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=0,
                    help="images per step (0: the thesis's, 32 for LowRes-Net, 16 for the others)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant (the papers) or cosine: annealed towards zero over --epochs, "
+                        "one rate per epoch (popdistill.train.loop.lr_factor; needs --epochs)")
     p.add_argument("--seed", type=int, default=0, help="students' initialisation and batch order")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--generations", type=_positive, default=1,
@@ -119,7 +123,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "continues where it stopped")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.lr_schedule != "constant" and not a.epochs:
+        p.error(f"--lr-schedule {a.lr_schedule} needs --epochs (the schedule's length)")
+    return a
 
 
 # -- data: worlds and the teacher, in worker processes --------------------------------------------
@@ -167,12 +174,13 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     from popdistill.students.base import resize_images
     from popdistill.train.config import AugmentConfig, resolve_batch_size, resolve_sizes
     from popdistill.train.data import augment_pairs
-    from popdistill.train.loop import LOSSES
+    from popdistill.train.loop import LOSSES, lr_factor, set_lr
 
     torch.manual_seed(a.seed)
     model = create_student(name, **kwargs).to(device)
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
     opt = torch.optim.Adam(model.param_groups(a.lr))
+    base_lrs = [g["lr"] for g in opt.param_groups]
     loss_fn, gen = LOSSES[a.loss], torch.Generator().manual_seed(a.seed)
     bs = resolve_batch_size(a.batch_size or None, model.input_size, model.output_size)
     n, cuda = len(images), device.type == "cuda"
@@ -180,6 +188,8 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     model.train()
     while (a.epochs and epoch < a.epochs) or (not a.epochs and time.perf_counter() - t0 < a.seconds):
         _share_cores()
+        if a.epochs:
+            set_lr(opt, base_lrs, lr_factor(a.lr_schedule, epoch, a.epochs))
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for s in range(0, n - bs + 1, bs):
@@ -385,6 +395,8 @@ def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_
     """What a cached student depends on: its training labels and arguments, the held-out data."""
     fields = ("preset", "videos", "heldout_videos", "train_seed", "heldout_seed", "select_top",
               "input_size", "seed", "seconds", "epochs", "batch_size", "lr", "loss")
+    if a.lr_schedule != "constant":  # keys of constant-rate caches are as before the option
+        fields += ("lr_schedule",)
     return json.dumps({"name": name, "kwargs": kwargs, "gen": gen, "labels": labels_digest,
                        **{f: getattr(a, f) for f in fields}}, sort_keys=True)
 

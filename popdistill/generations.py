@@ -183,9 +183,12 @@ def _train(run: _Run, gen_run, k: int, sel: dict[str, Any], val_store: str) -> d
         handle = run.tracker.student_run(gen_run, name, _lineage(sel, k))
         handle.log_params({"student": s["student"], "model": s["config"]["model"],
                            "epochs": s["config"]["epochs"], "lr": s["config"]["lr"],
+                           "lr_schedule": s["config"].get("lr_schedule", "constant"),
                            "batch_size": s["batch_size"]})
         for h in s["history"]:
             metrics = {"train/loss": h["train_loss"]}
+            if h.get("lr") is not None:
+                metrics["train/lr"] = h["lr"]
             if h.get("val_j") is not None:
                 metrics["val/J"] = h["val_j"]
             handle.log_metrics(metrics, step=int(h["epoch"]))

@@ -160,3 +160,26 @@ def test_parallel_students_share_the_cores(monkeypatch):
         assert torch.get_num_threads() == 8
     finally:
         torch.set_num_threads(before)
+
+
+def test_cosine_schedule_sets_each_epochs_rate_and_its_own_cache_key(monkeypatch):
+    """``--lr-schedule cosine``: each epoch's rate is the configured one x ``lr_factor``; constant-rate
+    runs keep the cache keys they had before the option; a schedule needs ``--epochs``."""
+    import torch
+
+    import popdistill.train.loop as loop
+
+    bench = _benchmark(monkeypatch)
+    factors, real_set_lr = [], loop.set_lr
+    monkeypatch.setattr(loop, "set_lr", lambda opt, base, f: factors.append(f) or real_set_lr(opt, base, f))
+    images = torch.randint(0, 255, (16, 3, 64, 64), dtype=torch.uint8)
+    masks = torch.rand(16, 1, 64, 64)
+    a = bench.parse_args(["--epochs", "4", "--lr-schedule", "cosine", "--batch-size", "8", "--lr", "0.01"])
+    bench.train_student("unet_tiny", {}, images, masks, a, torch.device("cpu"))
+    assert factors == pytest.approx([loop.lr_factor("cosine", e, 4) for e in range(4)])
+    assert factors[-1] < 0.2
+    constant = bench.parse_args(["--epochs", "4"])
+    assert "lr_schedule" not in json.loads(bench._cache_key(constant, "unet_tiny", {}, 1, "d"))
+    assert json.loads(bench._cache_key(a, "unet_tiny", {}, 1, "d"))["lr_schedule"] == "cosine"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--lr-schedule", "cosine"])  # no --epochs: no schedule length

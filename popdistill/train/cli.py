@@ -17,7 +17,7 @@ command resumes each student from its latest checkpoint; a killed worker is rest
 (up to max_failures times). On a cluster with GPUs every worker gets one GPU.
 
 --config FILE is YAML with the fields of PopulationConfig: `train:` (fields of TrainConfig:
-epochs, batch_size, lr, loss mse|bce, augment, num_workers, cpus_per_worker, ...),
+epochs, batch_size, lr, lr_schedule constant|cosine, loss mse|bce, augment, num_workers, cpus_per_worker, ...),
 `students:` (a list of names) and `models:` (per-student create_student keywords).
 Flags override the file.
 
@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, help="batch size (default: 32 LowRes-style, 16 others)"
     )
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        help="constant (default) or cosine: annealed towards zero over the epochs",
+    )
     p.add_argument("--loss", choices=["mse", "bce"], help="loss to the teacher mask (default mse)")
     p.add_argument("--workers", type=int, help="Ray Train workers per student (default 1)")
     p.add_argument("--cpus-per-worker", type=float, help="CPUs per training worker (default 0.9)")
@@ -87,6 +92,7 @@ def build_config(args: argparse.Namespace):
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "loss": args.loss,
         "num_workers": args.workers,
         "cpus_per_worker": args.cpus_per_worker,

@@ -110,6 +110,9 @@ class TrainConfig:
     batch_size: int | None = None  # None: 32 (LowRes-style) or 16 (full-resolution output)
     val_batch_size: int = 64
     lr: float = 1e-3
+    # constant (the papers) or cosine: annealed from ``lr`` towards zero over ``epochs``, one
+    # rate per epoch (loop.lr_factor); smaller last steps steady the final student.
+    lr_schedule: str = choice("constant", ["constant", "cosine"])
     weight_decay: float = 0.0
     loss: str = choice("mse", ["mse", "bce"])
     augment: AugmentConfig = field(default_factory=AugmentConfig)

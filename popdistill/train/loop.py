@@ -13,6 +13,7 @@ training loss is summed over workers. Rank 0 validates on the whole validation s
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -38,6 +39,8 @@ from popdistill.train.data import (
 __all__ = [
     "CHECKPOINT_FILE",
     "LOSSES",
+    "lr_factor",
+    "set_lr",
     "train_epoch",
     "validate_epoch",
     "validation_metrics",
@@ -58,6 +61,26 @@ def _bce(pred: Tensor, target: Tensor) -> Tensor:
 
 
 LOSSES: dict[str, LossFn] = {"mse": F.mse_loss, "bce": _bce}
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rate of 0-based ``epoch`` as a fraction of the configured one: 1 for
+    ``constant``; ``cosine`` anneals from 1 at epoch 0 towards 0, (1 + cos(pi epoch / epochs)) / 2
+    (the last epoch runs at (1 - cos(pi / epochs)) / 2). A pure function of the epoch: a run
+    resumed from a checkpoint, with the same or a new ``epochs``, takes the rate it would have
+    had from the start."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+    raise ValueError(f"lr_schedule: {schedule!r} is not one of constant, cosine")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> float:
+    """Sets every parameter group's rate to its base rate x ``factor``; returns the first's."""
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = base * factor
+    return optimizer.param_groups[0]["lr"]
 
 
 def _all_reduce(values: list[float], device: torch.device) -> list[float]:
@@ -209,6 +232,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when > 1 worker
     raw_model = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.Adam(raw_model.param_groups(cfg.lr, cfg.weight_decay))
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # before any restore
 
     start_epoch, step, history, attempt = 0, 0, [], 0
     checkpoint = ray.train.get_checkpoint()  # every worker restores the same checkpoint
@@ -225,6 +249,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
         t0 = time.perf_counter()
         epoch_seed = cfg.seed * 100_003 + epoch * 1_009 + rank  # augmentation and shuffle
         generator = torch.Generator().manual_seed(epoch_seed)
+        lr = set_lr(optimizer, base_lrs, lr_factor(cfg.lr_schedule, epoch, cfg.epochs))
         batches = train_shard.iter_batches(
             batch_size=batch_size,
             batch_format="numpy",
@@ -241,6 +266,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             "step": step,
             "train_loss": loss_sum / max(items, 1.0),
             "train_frames": items,
+            "lr": lr,
             "attempt": attempt,
         }
         if val_shard is not None and rank == 0:  # the whole validation store, on rank 0

@@ -58,6 +58,8 @@ def test_sizes_and_batch_from_the_built_models():
 def test_config_errors_name_the_field():
     with pytest.raises(UserError, match="loss"):
         load(TrainConfig, {"store": "s", "out": "o", "loss": "l1"})
+    with pytest.raises(UserError, match="lr_schedule.*cosine"):
+        load(TrainConfig, {"store": "s", "out": "o", "lr_schedule": "linear"})
     with pytest.raises(UserError, match="store"):
         load(TrainConfig, {"out": "o"})
     with pytest.raises(UserError, match="augment.crop"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -12,7 +15,9 @@ from popdistill.train.config import AugmentConfig, resolve_sizes
 from popdistill.train.loop import (
     CHECKPOINT_FILE,
     LOSSES,
+    lr_factor,
     restore_checkpoint,
+    set_lr,
     train_epoch,
     validate_epoch,
     validation_metrics,
@@ -97,3 +102,22 @@ def test_restore_from_a_ray_checkpoint(tmp_path):
     model.eval(), fresh.eval()
     assert torch.equal(model(x), fresh(x))
     assert fresh_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+
+
+def test_lr_factor_constant_and_cosine():
+    assert [lr_factor("constant", e, 4) for e in range(4)] == [1.0] * 4
+    cosine = [lr_factor("cosine", e, 8) for e in range(8)]
+    assert cosine[0] == 1.0 and cosine[4] == pytest.approx(0.5)
+    assert all(a > b for a, b in zip(cosine, cosine[1:]))  # strictly decreasing
+    assert cosine[-1] == pytest.approx((1 - math.cos(math.pi / 8)) / 2) and cosine[-1] < 0.04
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_factor("linear", 0, 4)
+
+
+def test_set_lr_scales_every_group_from_its_base_rate():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    opt = torch.optim.Adam([{"params": a.parameters(), "lr": 1e-3}, {"params": b.parameters(), "lr": 1e-4}])
+    base = [g["lr"] for g in opt.param_groups]
+    assert set_lr(opt, base, 0.5) == pytest.approx(5e-4)
+    assert set_lr(opt, base, 0.25) == pytest.approx(2.5e-4)  # from the base, not compounded
+    assert opt.param_groups[1]["lr"] == pytest.approx(2.5e-5)

@@ -18,6 +18,7 @@ from popdistill.train.loop import (
     CHECKPOINT_FILE,
     LOSSES,
     centre_prior_j,
+    lr_factor,
     validate_epoch,
     validation_metrics,
 )
@@ -127,6 +128,7 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp
         fault_epoch=2,
         fault_marker=str(marker),
         max_failures=1,
+        lr_schedule="cosine",
     )
     summary = train_student(cfg)
 
@@ -136,6 +138,8 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # epochs 0, 1 from before the crash
     assert [h["attempt"] for h in history] == [0, 0, 1, 1]
     assert [h["step"] for h in history] == [STEPS_PER_EPOCH * (e + 1) for e in range(4)]
+    # the resumed epochs continue the cosine schedule (not from the full rate again)
+    assert [h["lr"] for h in history] == pytest.approx([1e-3 * lr_factor("cosine", e, 4) for e in range(4)])
     assert summary["metrics"]["epoch"] == 3
     _, payload = load_checkpoint(Path(summary["checkpoint"]) / CHECKPOINT_FILE)
     assert payload["step"] == 4 * STEPS_PER_EPOCH
@@ -144,6 +148,7 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp
     again = train_student(load(TrainConfig, {**to_dict(cfg), "epochs": 5}))
     assert again["start_epoch"] == 4 and [h["epoch"] for h in again["history"]] == [0, 1, 2, 3, 4]
     assert again["metrics"]["step"] == 5 * STEPS_PER_EPOCH
+    assert again["history"][-1]["lr"] == pytest.approx(1e-3 * lr_factor("cosine", 4, 5))  # 5 epochs' schedule
 
 
 @pytest.mark.timeout(480)
