@@ -73,6 +73,7 @@ def _epoch_list(text: str) -> tuple[int, ...]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from popdistill.students.multinet import ENSEMBLES
+    from popdistill.train.config import LR_SCHEDULES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/population_gpu", help="folder for population_gpu.json")
@@ -91,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=0,
                    help="images per step (0: the thesis's, 32 for LowRes-Net, 16 for the others)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant (the papers) or cosine: annealed towards zero over --epochs, "
                         "one rate per epoch (popdistill.train.loop.lr_factor; needs --epochs)")
     p.add_argument("--seed", type=int, default=0, help="students' initialisation and batch order")

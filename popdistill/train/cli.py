@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument(
         "--lr-schedule",
-        choices=["constant", "cosine"],
+        choices=["constant", "cosine"],  # TrainConfig validates (not imported here: it loads torch)
         help="constant (default) or cosine: annealed towards zero over the epochs",
     )
     p.add_argument("--loss", choices=["mse", "bce"], help="loss to the teacher mask (default mse)")

@@ -21,11 +21,13 @@ __all__ = [
     "TrainConfig",
     "PopulationConfig",
     "DEFAULT_STUDENTS",
+    "LR_SCHEDULES",
     "resolve_sizes",
     "resolve_batch_size",
 ]
 
 DEFAULT_STUDENTS = ["lowres", "fconv", "unet", "denseunet", "dilateunet"]
+LR_SCHEDULES = ["constant", "cosine"]  # loop.lr_factor
 
 # Thesis resize / crop ratios: LowRes-Net 160 -> 128 (its output is a reduced 32x32 mask),
 # the full-resolution U-Net family 310 -> 256.
@@ -112,7 +114,7 @@ class TrainConfig:
     lr: float = 1e-3
     # constant (the papers) or cosine: annealed from ``lr`` towards zero over ``epochs``, one
     # rate per epoch (loop.lr_factor); smaller last steps steady the final student.
-    lr_schedule: str = choice("constant", ["constant", "cosine"])
+    lr_schedule: str = choice("constant", LR_SCHEDULES)
     weight_decay: float = 0.0
     loss: str = choice("mse", ["mse", "bce"])
     augment: AugmentConfig = field(default_factory=AugmentConfig)
