@@ -32,6 +32,9 @@ divided among the students still training, re-divided at each epoch. ``--eval-ep
 also scores each student on the held-out frames after those epochs: a learning curve from one
 run (rows ``<student> @ 4 epochs``; the same student a 4-epoch run ends with, with a constant
 learning rate; ``--lr-schedule cosine`` anneals the rate towards zero over ``--epochs``).
+``--ema 0.995`` keeps an exponential moving average of each student's weights
+(``popdistill.train.ema``) and makes it the student (its rows, the next generation's masks);
+rows ``<student> (raw weights)`` score the last step's weights of the same run beside it.
 
     python benchmarks/population_gpu.py --out runs/population_gpu
     python benchmarks/population_gpu.py --videos 400 --heldout-videos 40 --seconds 60 \\
@@ -74,6 +77,7 @@ def _epoch_list(text: str) -> tuple[int, ...]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from popdistill.students.multinet import ENSEMBLES
     from popdistill.train.config import LR_SCHEDULES
+    from popdistill.train.ema import validate_decay
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/population_gpu", help="folder for population_gpu.json")
@@ -95,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant (the papers) or cosine: annealed towards zero over --epochs, "
                         "one rate per epoch (popdistill.train.loop.lr_factor; needs --epochs)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="decay of an exponential moving average of each student's weights, used as "
+                        "the student (0: off; e.g. 0.995, about the last 200 steps)")
     p.add_argument("--seed", type=int, default=0, help="students' initialisation and batch order")
     p.add_argument("--loss", choices=["mse", "bce"], default="mse")
     p.add_argument("--generations", type=_positive, default=1,
@@ -127,6 +134,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.lr_schedule != "constant" and not a.epochs:
         p.error(f"--lr-schedule {a.lr_schedule} needs --epochs (the schedule's length)")
+    try:
+        validate_decay(a.ema, "--ema")
+    except ValueError as exc:
+        p.error(str(exc))
     return a
 
 
@@ -168,13 +179,16 @@ def make_split(preset: str, videos: int, seed: int, workers: int) -> list[dict]:
 
 def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Tensor,
                   a: argparse.Namespace, device: torch.device,
-                  after_epoch=None) -> tuple[torch.nn.Module, dict]:
+                  after_epoch=None) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     """``images`` (N x 3 x H x W uint8) and ``masks`` (N x 1 x H x W float) on ``device``;
-    ``after_epoch(epoch, model)``, if given, is called after each epoch (1-based)."""
+    ``after_epoch(epoch, student)``, if given, is called after each epoch (1-based). Returns the
+    student (the weights' average with ``--ema``), the last step's weights (the same model
+    without ``--ema``) and the run's info."""
     from popdistill.students import create_student
     from popdistill.students.base import resize_images
     from popdistill.train.config import AugmentConfig, resolve_batch_size, resolve_sizes
     from popdistill.train.data import augment_pairs
+    from popdistill.train.ema import averaged_module, make_ema
     from popdistill.train.loop import LOSSES, lr_factor, set_lr
 
     torch.manual_seed(a.seed)
@@ -182,6 +196,7 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
     opt = torch.optim.Adam(model.param_groups(a.lr))
     base_lrs = [g["lr"] for g in opt.param_groups]
+    ema = make_ema(model, a.ema)
     loss_fn, gen = LOSSES[a.loss], torch.Generator().manual_seed(a.seed)
     bs = resolve_batch_size(a.batch_size or None, model.input_size, model.output_size)
     n, cuda = len(images), device.type == "cuda"
@@ -204,6 +219,8 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += float(loss.detach()) * bs
             steps += 1
             if not a.epochs and time.perf_counter() - t0 >= a.seconds:
@@ -211,12 +228,12 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
         epoch += 1
         losses.append(total / n)
         if after_epoch is not None:
-            after_epoch(epoch, model)
+            after_epoch(epoch, averaged_module(model, ema))
             model.train()
     seconds = time.perf_counter() - t0
     print(f"  {name}: {epoch} epochs, {steps} steps in {seconds:.0f} s, last loss {losses[-1]:.4f}",
           flush=True)
-    return model.eval(), {"epochs": epoch, "steps": steps, "batch_size": bs, "seconds": seconds, "losses": losses,
+    return averaged_module(model, ema).eval(), model.eval(), {"epochs": epoch, "steps": steps, "batch_size": bs, "seconds": seconds, "losses": losses,
                           "input_size": model.input_size, "output_size": model.output_size}
 
 
@@ -284,9 +301,11 @@ def _train_and_save(job: dict) -> str:
         if epoch in _curve_epochs(a):
             np.save(d / f"heldout-e{epoch}.npy", _predict_chunks(model.eval(), h_images, device))
 
-    model, info = train_student(job["name"], job["kwargs"], images, targets, a, device, learning_curve)
+    model, raw, info = train_student(job["name"], job["kwargs"], images, targets, a, device, learning_curve)
     del images, targets
     np.save(d / "heldout.npy", _predict_chunks(model, h_images, device))
+    if raw is not model:  # --ema: the last step's weights of the same run, for comparison
+        np.save(d / "heldout-raw.npy", _predict_chunks(raw, h_images, device))
     if job["all_images"]:
         np.save(d / "train.npy", _predict_chunks(model, np.load(job["all_images"], mmap_mode="r"), device))
     (d / "info.json").write_text(json.dumps({**info, "model": job["kwargs"], "key": job["key"]}))
@@ -351,6 +370,9 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
         student_masks[name] = np.load(d / "heldout.npy").astype(np.float32)
         rows[name] = evaluate(h_videos, student_masks[name], h_gt)
         print(f"    {name} (gen {gen}) held-out J {rows[name]['J']:.3f}", flush=True)
+        if a.ema and (d / "heldout-raw.npy").exists():
+            rows[f"{name} (raw weights)"] = evaluate(h_videos, np.load(d / "heldout-raw.npy")
+                                                     .astype(np.float32), h_gt)
         for e in _curve_epochs(a):
             if (d / f"heldout-e{e}.npy").exists():
                 rows[f"{name} @ {e} epochs"] = evaluate(h_videos, np.load(d / f"heldout-e{e}.npy")
@@ -398,6 +420,8 @@ def _cache_key(a: argparse.Namespace, name: str, kwargs: dict, gen: int, labels_
               "input_size", "seed", "seconds", "epochs", "batch_size", "lr", "loss")
     if a.lr_schedule != "constant":  # keys of constant-rate caches are as before the option
         fields += ("lr_schedule",)
+    if a.ema:  # likewise
+        fields += ("ema",)
     return json.dumps({"name": name, "kwargs": kwargs, "gen": gen, "labels": labels_digest,
                        **{f: getattr(a, f) for f in fields}}, sort_keys=True)
 
@@ -519,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| method | P | J | CorLoc | epochs | train s | beats teacher J |\n|---|---|---|---|---|---|---|")
     for name, m in rows.items():
         t = trained.get(name)
-        beat = ("yes" if m["J"] > teacher_j else "NO") if name in trained or "Multi" in name \
-            or " @ " in name else ""
+        beat = "" if name in ("teacher (VideoPCA, held-out)", "centre prior") else \
+            ("yes" if m["J"] > teacher_j else "NO")
         print(f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} | "
               f"{t['epochs'] if t else ''} | {t['seconds']:.0f} | {beat} |" if t else
               f"| {name} | {m['P']:.3f} | {m['J']:.3f} | {m['CorLoc']:.3f} |  |  | {beat} |")

@@ -184,6 +184,7 @@ def _train(run: _Run, gen_run, k: int, sel: dict[str, Any], val_store: str) -> d
         handle.log_params({"student": s["student"], "model": s["config"]["model"],
                            "epochs": s["config"]["epochs"], "lr": s["config"]["lr"],
                            "lr_schedule": s["config"].get("lr_schedule", "constant"),
+                           "ema_decay": s["config"].get("ema_decay", 0.0),
                            "batch_size": s["batch_size"]})
         for h in s["history"]:
             metrics = {"train/loss": h["train_loss"]}

@@ -151,6 +151,7 @@ def test_two_generations_end_to_end_then_a_rerun_redoes_nothing(ray_session, wor
     student = client.get_run(next(r for r in client.search_runs(
         [run.info.experiment_id], "tags.`popdistill.kind` = 'student'")).info.run_id)
     assert {"train/loss", "train/lr", "val/J", "final/P", "final/J", "final/CorLoc"} <= set(student.data.metrics)
+    assert student.data.params["lr_schedule"] == "constant" and student.data.params["ema_decay"] == "0.0"
     artifacts = {a.path for a in client.list_artifacts(student.info.run_id)}
     assert {"checkpoint", "masks"} <= artifacts
     parent_artifacts = {a.path for a in client.list_artifacts(

@@ -183,3 +183,25 @@ def test_cosine_schedule_sets_each_epochs_rate_and_its_own_cache_key(monkeypatch
     assert json.loads(bench._cache_key(a, "unet_tiny", {}, 1, "d"))["lr_schedule"] == "cosine"
     with pytest.raises(SystemExit):
         bench.parse_args(["--lr-schedule", "cosine"])  # no --epochs: no schedule length
+
+
+def test_ema_student_is_the_weights_average_and_keys_its_cache(monkeypatch):
+    """``--ema D``: the student returned (and saved) is the moving average, a different model from
+    the last step's weights returned beside it; without it both are the same model; the decay is
+    part of the cache key only when on; a decay outside (0, 1) is refused."""
+    import torch
+
+    bench = _benchmark(monkeypatch)
+    images = torch.randint(0, 255, (16, 3, 64, 64), dtype=torch.uint8)
+    masks = torch.rand(16, 1, 64, 64)
+    a = bench.parse_args(["--epochs", "2", "--batch-size", "8", "--ema", "0.9"])
+    student, raw, info = bench.train_student("unet_tiny", {}, images, masks, a, torch.device("cpu"))
+    assert student is not raw and type(student) is type(raw) and info["steps"] == 4
+    assert not torch.equal(next(student.parameters()), next(raw.parameters()))
+    plain = bench.parse_args(["--epochs", "2", "--batch-size", "8"])
+    student, raw, _ = bench.train_student("unet_tiny", {}, images, masks, plain, torch.device("cpu"))
+    assert student is raw
+    assert "ema" not in json.loads(bench._cache_key(plain, "unet_tiny", {}, 1, "d"))
+    assert json.loads(bench._cache_key(a, "unet_tiny", {}, 1, "d"))["ema"] == 0.9
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--ema", "1.5"])

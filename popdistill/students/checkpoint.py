@@ -1,7 +1,8 @@
 """Checkpoints that rebuild their own model (nanoGPT style), loaded without arbitrary unpickling.
 
 A checkpoint holds the model's weights, the optimiser state, the step, the registry kind and
-name and the config that built the model, plus a free-form run config. Everything except
+name and the config that built the model, plus a free-form run config (and, for a run that
+keeps a moving average of its weights, the trained weights the average came from, to resume). Everything except
 tensors is plain values (dict / list / str / int / float / bool / None), so
 ``torch.load(weights_only=True)`` reads it back and resuming never depends on the command line.
 """
@@ -49,8 +50,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     step: int = 0,
     config: dict[str, Any] | None = None,
+    training_model: nn.Module | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename); returns the path."""
+    """Write a checkpoint atomically (temporary file, then rename); returns the path.
+
+    ``training_model``: when ``model`` is a weight average (``popdistill.train.ema``), the model
+    the optimiser trains, stored as ``payload["training_model"]`` (a state dict) for resuming;
+    ``model`` stays what loading the checkpoint returns."""
     kind = getattr(model, "registry_kind", "")
     name = getattr(model, "registry_name", "")
     if kind not in REGISTRIES or not name:
@@ -65,6 +71,8 @@ def save_checkpoint(
         "step": int(step),
         "config": plain(config or {}, "config"),
     }
+    if training_model is not None:
+        payload["training_model"] = training_model.state_dict()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

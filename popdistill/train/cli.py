@@ -17,7 +17,8 @@ command resumes each student from its latest checkpoint; a killed worker is rest
 (up to max_failures times). On a cluster with GPUs every worker gets one GPU.
 
 --config FILE is YAML with the fields of PopulationConfig: `train:` (fields of TrainConfig:
-epochs, batch_size, lr, lr_schedule constant|cosine, loss mse|bce, augment, num_workers, cpus_per_worker, ...),
+epochs, batch_size, lr, lr_schedule constant|cosine, ema_decay, loss mse|bce, augment, num_workers,
+cpus_per_worker, ...),
 `students:` (a list of names) and `models:` (per-student create_student keywords).
 Flags override the file.
 
@@ -47,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--lr-schedule",
         choices=["constant", "cosine"],  # TrainConfig validates (not imported here: it loads torch)
         help="constant (default) or cosine: annealed towards zero over the epochs",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        help="keep a moving average of the weights with this decay and use it as the student "
+        "(0: off, the default; e.g. 0.995 averages about the last 200 steps)",
     )
     p.add_argument("--loss", choices=["mse", "bce"], help="loss to the teacher mask (default mse)")
     p.add_argument("--workers", type=int, help="Ray Train workers per student (default 1)")
@@ -93,6 +100,7 @@ def build_config(args: argparse.Namespace):
         "batch_size": args.batch_size,
         "lr": args.lr,
         "lr_schedule": args.lr_schedule,
+        "ema_decay": args.ema_decay,
         "loss": args.loss,
         "num_workers": args.workers,
         "cpus_per_worker": args.cpus_per_worker,

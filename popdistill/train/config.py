@@ -14,6 +14,7 @@ from typing import Any
 
 from popdistill.config import choice
 from popdistill.errors import UserError
+from popdistill.train.ema import validate_decay
 
 __all__ = [
     "AugmentConfig",
@@ -115,6 +116,9 @@ class TrainConfig:
     # constant (the papers) or cosine: annealed from ``lr`` towards zero over ``epochs``, one
     # rate per epoch (loop.lr_factor); smaller last steps steady the final student.
     lr_schedule: str = choice("constant", LR_SCHEDULES)
+    # 0: off; else validate, checkpoint and predict with an exponential moving average of the
+    # weights (popdistill.train.ema), over about the last 1 / (1 - ema_decay) steps.
+    ema_decay: float = 0.0
     weight_decay: float = 0.0
     loss: str = choice("mse", ["mse", "bce"])
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -156,6 +160,10 @@ class TrainConfig:
             raise UserError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
             raise UserError(f"lr: must be positive, got {self.lr}")
+        try:
+            validate_decay(self.ema_decay, "ema_decay")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         if self.num_workers < 1:
             raise UserError(f"num_workers: must be >= 1, got {self.num_workers}")
         if self.checkpoint_every < 1:

@@ -3,7 +3,9 @@
 Read top to bottom: unpack the config, build the student, resume from the latest checkpoint
 if there is one, then per epoch ``train_epoch`` -> ``validate_epoch`` -> ``ray.train.report``
 (rank 0 attaches a checkpoint: the unwrapped model, the optimiser, the step, the epoch, the
-metric history and the config that built it). Only three Ray calls do the work:
+metric history and the config that built it). With ``ema_decay`` the student validated and
+checkpointed is the moving average of the weights (``popdistill.train.ema``); the checkpoint
+also holds the trained weights, so a resumed run continues both. Only three Ray calls do the work:
 ``get_dataset_shard``, ``prepare_model`` and ``report``; the epoch helpers are plain torch and
 are tested without Ray.
 
@@ -35,6 +37,7 @@ from popdistill.train.data import (
     stack_resized,
     training_batch,
 )
+from popdistill.train.ema import averaged_module, make_ema
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -102,9 +105,10 @@ def train_epoch(
     loss_fn: LossFn,
     generator: torch.Generator,
     device: torch.device,
+    ema=None,
 ) -> tuple[float, int, int]:
     """One pass over ``batches``; returns (summed loss x items, items, optimiser steps) on
-    this worker."""
+    this worker. ``ema`` (``make_ema``), if given, averages the weights after every step."""
     model.train()
     total, items, steps = 0.0, 0, 0
     for batch in batches:
@@ -114,6 +118,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model.module if hasattr(model, "module") else model)
         total += float(loss.detach()) * len(images)
         items += len(images)
         steps += 1
@@ -186,14 +192,23 @@ def _maybe_fail(cfg, epoch: int) -> None:
 
 
 def restore_checkpoint(
-    checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer
+    checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer, ema=None
 ) -> dict[str, Any]:
-    """Load model and optimiser state from a Ray checkpoint; returns the stored run state."""
+    """Load model and optimiser state (and the weights' average, given ``ema``) from a Ray
+    checkpoint; returns the stored run state.
+
+    A checkpoint of a run with a moving average holds the average as its model and the trained
+    weights beside it: ``model`` gets the trained weights, ``ema`` the average and its count.
+    Turning the average on when resuming a run without one starts it from the trained weights."""
     from popdistill.students.checkpoint import load_checkpoint
 
     with checkpoint.as_directory() as d:
         saved, payload = load_checkpoint(Path(d) / CHECKPOINT_FILE)
-    model.load_state_dict(saved.state_dict())  # copies onto the model's device
+    trained = payload.get("training_model") or saved.state_dict()
+    model.load_state_dict(trained)  # copies onto the model's device
+    if ema is not None and "training_model" in payload:
+        ema.module.load_state_dict(saved.state_dict())
+        ema.n_averaged.fill_(int(payload["config"].get("ema_updates", 0)))
     if payload["optimizer"] is not None:
         optimizer.load_state_dict(payload["optimizer"])
     state = dict(payload["config"])
@@ -233,11 +248,12 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     raw_model = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.Adam(raw_model.param_groups(cfg.lr, cfg.weight_decay))
     base_lrs = [group["lr"] for group in optimizer.param_groups]  # before any restore
+    ema = make_ema(raw_model, cfg.ema_decay)  # None when off
 
     start_epoch, step, history, attempt = 0, 0, [], 0
     checkpoint = ray.train.get_checkpoint()  # every worker restores the same checkpoint
     if checkpoint is not None:
-        state = restore_checkpoint(checkpoint, raw_model, optimizer)
+        state = restore_checkpoint(checkpoint, raw_model, optimizer, ema)
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         history, attempt = list(state["history"]), int(state.get("attempt", 0)) + 1
 
@@ -257,7 +273,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             local_shuffle_seed=epoch_seed if cfg.shuffle_buffer else None,
         )
         loss_sum, items, steps = train_epoch(
-            model, optimizer, batches, sizes, loss_fn, generator, device
+            model, optimizer, batches, sizes, loss_fn, generator, device, ema
         )
         loss_sum, items = _all_reduce([loss_sum, float(items)], device)
         step += steps
@@ -273,7 +289,8 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             val_batches = val_shard.iter_batches(
                 batch_size=cfg.val_batch_size, batch_format="numpy"
             )
-            sums = validate_epoch(raw_model, val_batches, input_size, output_size, loss_fn, device)
+            student = averaged_module(raw_model, ema)
+            sums = validate_epoch(student, val_batches, input_size, output_size, loss_fn, device)
             metrics.update(validation_metrics(sums))
         metrics["epoch_seconds"] = time.perf_counter() - t0
         history.append(metrics)
@@ -281,7 +298,16 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
         if rank == 0 and (last or (epoch + 1) % cfg.checkpoint_every == 0):
             with tempfile.TemporaryDirectory() as d:
                 state = {"train": plain_cfg, "epoch": epoch, "history": history, "attempt": attempt}
-                save_checkpoint(Path(d) / CHECKPOINT_FILE, raw_model, optimizer, step, state)
+                if ema is not None:
+                    state["ema_updates"] = int(ema.n_averaged)
+                save_checkpoint(
+                    Path(d) / CHECKPOINT_FILE,
+                    averaged_module(raw_model, ema),
+                    optimizer,
+                    step,
+                    state,
+                    training_model=None if ema is None else raw_model,
+                )
                 ray.train.report(
                     metrics,
                     checkpoint=ray.train.Checkpoint.from_directory(d),

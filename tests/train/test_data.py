@@ -60,6 +60,8 @@ def test_config_errors_name_the_field():
         load(TrainConfig, {"store": "s", "out": "o", "loss": "l1"})
     with pytest.raises(UserError, match="lr_schedule.*cosine"):
         load(TrainConfig, {"store": "s", "out": "o", "lr_schedule": "linear"})
+    with pytest.raises(UserError, match="ema_decay"):
+        load(TrainConfig, {"store": "s", "out": "o", "ema_decay": 1.0})
     with pytest.raises(UserError, match="store"):
         load(TrainConfig, {"out": "o"})
     with pytest.raises(UserError, match="augment.crop"):

@@ -79,15 +79,17 @@ def test_cli_flags_override_the_config_file(tmp_path):
             "3",
             "--lr-schedule",
             "cosine",
+            "--ema-decay",
+            "0.99",
         )
     )
     assert cfg.train.store == "b" and cfg.train.epochs == 2 and cfg.train.lr == 0.01
-    assert cfg.train.lr_schedule == "cosine"
+    assert cfg.train.lr_schedule == "cosine" and cfg.train.ema_decay == 0.99
     assert cfg.train.use_gpu is False and cfg.train.resume is False and cfg.max_concurrent == 3
     assert [c.model for c in cfg.configs()] == [{"input_size": 128}]
     cfg = build_config(_args("--store", "b", "--out", "o", "--students", "lowres, unet_tiny"))
     assert cfg.students == ["lowres", "unet_tiny"] and cfg.train.use_gpu is None
-    assert cfg.train.lr_schedule == "constant"
+    assert cfg.train.lr_schedule == "constant" and cfg.train.ema_decay == 0.0
     assert build_config(_args("--store", "b", "--out", "o")).students == DEFAULT_STUDENTS
 
 

@@ -11,7 +11,9 @@ from torch import nn
 
 from popdistill.data.schema import records_to_table
 from popdistill.students import create_student, save_checkpoint
+from popdistill.students.checkpoint import load_checkpoint
 from popdistill.train.config import AugmentConfig, resolve_sizes
+from popdistill.train.ema import make_ema
 from popdistill.train.loop import (
     CHECKPOINT_FILE,
     LOSSES,
@@ -103,6 +105,63 @@ def test_restore_from_a_ray_checkpoint(tmp_path):
     assert torch.equal(model(x), fresh(x))
     assert fresh_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
 
+
+
+def _params(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_train_epoch_averages_the_weights_after_every_step():
+    torch.manual_seed(0)
+    rows = records_to_table(square_records(16, size=64, mask_size=32)).to_pydict()
+    model = create_student("unet_tiny")
+    sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ema = make_ema(model, 0.5)
+    _, _, steps = train_epoch(
+        model, opt, _batches(rows, 4), sizes, LOSSES["mse"], torch.Generator().manual_seed(0),
+        torch.device("cpu"), ema,
+    )
+    assert steps == 4 and int(ema.n_averaged) == 4
+    # the average lags the trained weights: neither the initial nor the last step's weights
+    assert not torch.equal(_params(ema.module)[0], _params(model)[0])
+
+
+def test_restore_with_a_weight_average_resumes_both(tmp_path):
+    """A checkpoint of a run with an average: loading it gives the average (what predict uses);
+    restoring it gives the trainer the trained weights and the average with its step count."""
+    import ray.train
+
+    torch.manual_seed(2)
+    model = create_student("unet_tiny")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ema = make_ema(model, 0.9)
+    x = torch.rand(2, 3, 64, 64)
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).mean().backward()
+        opt.step()
+        ema.update_parameters(model)
+    state = {"train": {}, "epoch": 0, "history": [], "attempt": 0, "ema_updates": 3}
+    save_checkpoint(tmp_path / CHECKPOINT_FILE, ema.module, opt, 3, state, training_model=model)
+
+    loaded, _ = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    assert all(torch.equal(a, b) for a, b in zip(_params(loaded), _params(ema.module)))
+    fresh = create_student("unet_tiny")
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    fresh_ema = make_ema(fresh, 0.9)
+    restore_checkpoint(ray.train.Checkpoint.from_directory(str(tmp_path)), fresh, fresh_opt, fresh_ema)
+    assert all(torch.equal(a, b) for a, b in zip(_params(fresh), _params(model)))
+    assert all(torch.equal(a, b) for a, b in zip(_params(fresh_ema.module), _params(ema.module)))
+    assert int(fresh_ema.n_averaged) == 3
+    assert not torch.equal(_params(fresh)[0], _params(fresh_ema.module)[0])
+
+    # without an average on resume the trainer still continues from the trained weights
+    plain = create_student("unet_tiny")
+    restore_checkpoint(
+        ray.train.Checkpoint.from_directory(str(tmp_path)), plain, torch.optim.Adam(plain.parameters())
+    )
+    assert all(torch.equal(a, b) for a, b in zip(_params(plain), _params(model)))
 
 def test_lr_factor_constant_and_cosine():
     assert [lr_factor("constant", e, 4) for e in range(4)] == [1.0] * 4

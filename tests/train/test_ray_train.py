@@ -129,6 +129,7 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp
         fault_marker=str(marker),
         max_failures=1,
         lr_schedule="cosine",
+        ema_decay=0.9,
     )
     summary = train_student(cfg)
 
@@ -143,11 +144,15 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp
     assert summary["metrics"]["epoch"] == 3
     _, payload = load_checkpoint(Path(summary["checkpoint"]) / CHECKPOINT_FILE)
     assert payload["step"] == 4 * STEPS_PER_EPOCH
+    # the weights' average continued across the crash: one update per step of all four epochs
+    assert payload["config"]["ema_updates"] == 4 * STEPS_PER_EPOCH and "training_model" in payload
 
     # Re-running the same command with one more epoch resumes after epoch 3, not from 0.
     again = train_student(load(TrainConfig, {**to_dict(cfg), "epochs": 5}))
     assert again["start_epoch"] == 4 and [h["epoch"] for h in again["history"]] == [0, 1, 2, 3, 4]
     assert again["metrics"]["step"] == 5 * STEPS_PER_EPOCH
+    _, payload = load_checkpoint(Path(again["checkpoint"]) / CHECKPOINT_FILE)
+    assert payload["config"]["ema_updates"] == 5 * STEPS_PER_EPOCH
     assert again["history"][-1]["lr"] == pytest.approx(1e-3 * lr_factor("cosine", 4, 5))  # 5 epochs' schedule
 
 
