@@ -2,8 +2,8 @@
 
 A checkpoint holds the model's weights, the optimiser state, the step, the registry kind and
 name and the config that built the model, plus a free-form run config (and, for a run that
-keeps a moving average of its weights, the trained weights the average came from, to resume). Everything except
-tensors is plain values (dict / list / str / int / float / bool / None), so
+keeps a moving average of its weights, the trained weights the average came from, to resume).
+Everything except tensors is plain values (dict / list / str / int / float / bool / None), so
 ``torch.load(weights_only=True)`` reads it back and resuming never depends on the command line.
 """
 

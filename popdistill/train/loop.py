@@ -5,9 +5,9 @@ if there is one, then per epoch ``train_epoch`` -> ``validate_epoch`` -> ``ray.t
 (rank 0 attaches a checkpoint: the unwrapped model, the optimiser, the step, the epoch, the
 metric history and the config that built it). With ``ema_decay`` the student validated and
 checkpointed is the moving average of the weights (``popdistill.train.ema``); the checkpoint
-also holds the trained weights, so a resumed run continues both. Only three Ray calls do the work:
-``get_dataset_shard``, ``prepare_model`` and ``report``; the epoch helpers are plain torch and
-are tested without Ray.
+also holds the trained weights, so a resumed run continues both. Only three Ray calls do the
+work: ``get_dataset_shard``, ``prepare_model`` and ``report``; the epoch helpers are plain
+torch and are tested without Ray.
 
 Workers split the training set in equal shares (DDP when there are several); the epoch's
 training loss is summed over workers. Rank 0 validates on the whole validation set.
