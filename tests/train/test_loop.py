@@ -59,12 +59,17 @@ def test_validate_epoch_matches_hand_computed_metrics():
     assert np.isclose(m["val_loss"], 0.25)  # (0.5 - {0, 1})^2
 
 
-def test_train_epoch_counts_and_lowers_the_loss():
+def _unet_on_squares(frames: int, lr: float):
+    """Rows of ``frames`` toy frames, a seeded tiny U-Net, its augmentation sizes and Adam."""
     torch.manual_seed(0)
-    rows = records_to_table(square_records(32, size=64, mask_size=32)).to_pydict()
+    rows = records_to_table(square_records(frames, size=64, mask_size=32)).to_pydict()
     model = create_student("unet_tiny")
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return rows, model, sizes, torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def test_train_epoch_counts_and_lowers_the_loss():
+    rows, model, sizes, opt = _unet_on_squares(32, 1e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(3):
@@ -112,11 +117,7 @@ def _params(model: nn.Module) -> list[torch.Tensor]:
 
 
 def test_train_epoch_averages_the_weights_after_every_step():
-    torch.manual_seed(0)
-    rows = records_to_table(square_records(16, size=64, mask_size=32)).to_pydict()
-    model = create_student("unet_tiny")
-    sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rows, model, sizes, opt = _unet_on_squares(16, 1e-2)
     ema = make_ema(model, 0.5)
     _, _, steps = train_epoch(
         model, opt, _batches(rows, 4), sizes, LOSSES["mse"], torch.Generator().manual_seed(0),
