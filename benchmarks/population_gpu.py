@@ -117,6 +117,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label-support", action="store_true",
                    help="generations >= 2: zero each label mask outside its hysteresis support "
                         "(>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last step) before training")
+    p.add_argument("--strata", type=_positive, default=1,
+                   help="keep the top fraction within each of K equal-count bins of the frames' edge "
+                        "density (the pipeline's selection.strata), in every generation's selection "
+                        "(1: corpus-wide)")
     p.add_argument("--keep-teacher", action="store_true",
                    help="generations >= 2 also train on generation 1's selected frames that the "
                         "agreement did not select, with their VideoPCA masks")
@@ -157,7 +161,7 @@ def video_with_teacher(job: tuple) -> dict:
     preset, videos, seed, index = job
     torch.set_num_threads(1)
     from popdistill.data.world import make_config, render_video
-    from popdistill.teacher.selection import scores_for_batch
+    from popdistill.teacher.selection import edge_density, scores_for_batch
     from popdistill.teacher.videopca import VideoPCA
 
     cfg = make_config(preset, videos=videos, seed=seed)
@@ -165,7 +169,8 @@ def video_with_teacher(job: tuple) -> dict:
     frames = np.stack([_jpeg(f, cfg.jpeg_quality) for f in v.frames])
     masks = VideoPCA()(frames)
     return {"video": f"world_{index:04d}", "frames": frames, "labels": v.labels,
-            "masks": masks.astype(np.float32), "scores": scores_for_batch(masks)}
+            "masks": masks.astype(np.float32), "scores": scores_for_batch(masks),
+            "edges": np.array([edge_density(f) for f in frames])}
 
 
 def make_split(preset: str, videos: int, seed: int, workers: int) -> list[dict]:
@@ -404,12 +409,22 @@ def best_by_agreement(masks: list[np.ndarray], ensemble: str) -> tuple[np.ndarra
     return best, best_score
 
 
-def kept_by_agreement(best_score: np.ndarray, top: float) -> tuple[np.ndarray, float]:
+def kept_by_agreement(best_score: np.ndarray, top: float, edges: np.ndarray | None = None,
+                      strata: int = 1) -> tuple[np.ndarray, float]:
     """The frames the pipeline's rule (``kept_scores``) keeps at the threshold that keeps the
-    ``top`` fraction of ``best_score``, and that threshold."""
+    ``top`` fraction of ``best_score`` (of each edge-density stratum with ``strata`` > 1), and
+    that threshold (the lowest stratum's threshold with strata)."""
     from popdistill.pipeline.rescore import kept_scores
-    from popdistill.teacher.selection import top_fraction_threshold
+    from popdistill.teacher.selection import (
+        stratified_keep,
+        stratified_thresholds,
+        top_fraction_threshold,
+    )
 
+    if strata > 1:
+        cuts, thrs = stratified_thresholds(best_score, edges, top, strata)
+        kept = stratified_keep(best_score, edges, cuts, thrs) & kept_scores(best_score, 0.0)
+        return np.flatnonzero(kept), float(np.min(thrs))
     thr = top_fraction_threshold(best_score, top)
     return np.flatnonzero(kept_scores(best_score, thr)), thr
 
@@ -460,7 +475,9 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
 
     all_images = np.load(Path(a.out) / "data" / "all_images.npy", mmap_mode="r")
     best, best_score = best_by_agreement([prev_masks[n] for n in names], a.ensemble)
-    keep, thr = kept_by_agreement(best_score, a.select_top if a.gen2_top is None else a.gen2_top)
+    edges = np.load(Path(a.out) / "data" / "edges.npy") if a.strata > 1 else None
+    keep, thr = kept_by_agreement(best_score, a.select_top if a.gen2_top is None else a.gen2_top,
+                                  edges, a.strata)
     chosen, n_agree = {n: int((best[keep] == k).sum()) for k, n in enumerate(names)}, len(keep)
     size = tuple(all_images.shape[-2:])
     labels = np.stack([resize_to(torch.from_numpy(np.array(prev_masks[names[best[i]]][i], np.float32))
@@ -502,14 +519,21 @@ def main(argv: list[str] | None = None) -> int:
     train = make_split(a.preset, a.videos, a.train_seed, a.workers)
     held = make_split(a.preset, a.heldout_videos, a.heldout_seed, a.workers)
     t_data = time.perf_counter() - t_start
-    from popdistill.teacher.selection import top_fraction_threshold
+    from popdistill.teacher.selection import stratified_keep, stratified_thresholds, stratum_of
 
     scores = np.concatenate([v["scores"] for v in train])
-    thr = top_fraction_threshold(scores, a.select_top)
-    keep = scores >= thr
+    edges = np.concatenate([v["edges"] for v in train])
+    cuts, thrs = stratified_thresholds(scores, edges, a.select_top, a.strata)
+    keep = stratified_keep(scores, edges, cuts, thrs)
+    thr = float(np.min(thrs))
     frames = np.concatenate([v["frames"] for v in train])[keep]
     labels = np.concatenate([v["masks"] for v in train])[keep]
-    kept_videos = len({v["video"] for v in train for s in v["scores"] if s >= thr})
+    starts = np.cumsum([0] + [len(v["scores"]) for v in train])
+    kept_videos = sum(bool(keep[s:e].any()) for s, e in zip(starts[:-1], starts[1:]))
+    if a.strata > 1:
+        which = stratum_of(edges, cuts)
+        print(f"selection by {a.strata} edge-density strata: {np.bincount(which[keep], minlength=a.strata)} "
+              f"frames, thresholds {np.round(thrs, 3)}", flush=True)
     print(f"data + teacher: {t_data:.0f} s; selected {keep.sum()} of {keep.size} training frames "
           f"from {kept_videos} of {len(train)} videos (threshold {thr:.3f})", flush=True)
 
@@ -527,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     _save(Path(a.out) / "gen-1" / "data", images=_chw(frames), targets=labels[:, None],
           index=np.flatnonzero(keep))
     if a.generations > 1:
-        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])))
+        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])), edges=edges)
     del frames, labels, held
     trained, train_masks = train_population(names, overrides, Path(a.out) / "gen-1" / "data", 1, h_videos,
                                             h_gt, a, rows, label_j, a.generations > 1)

@@ -122,9 +122,10 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
 
     from popdistill.pipeline.rescore import (
         add_missing_frames,
-        kept_scores,
+        kept_by_rule,
         rescore_predictions,
         select_scored,
+        selection_rule,
     )
     from popdistill.tracking import selection_summary
 
@@ -136,10 +137,12 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
                                  scorer=sel.scorer, ensemble=sel.ensemble,
                                  support=sel.support)
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
-                              sel.threshold)
+                              sel.threshold, scored["edges"], sel.strata)
     scores = np.asarray(scored["scores"], np.float64)
     j = np.asarray(scored["j"], np.float64)
-    kept = kept_scores(scores, threshold)  # the rule select_scored wrote the store by
+    # the rule select_scored wrote the store by
+    kept = kept_by_rule(scores, scored["edges"],
+                        selection_rule(scores, sel.top, sel.threshold, scored["edges"], sel.strata))
     stats = selection_summary(kept, threshold, j if np.isfinite(j).any() else None)
     if sel.keep_teacher:
         stats["selection/teacher_frames"] = add_missing_frames(root / "selected",
@@ -148,7 +151,9 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
         stats["teacher/J"] = float(np.nanmean(j))
     gen_run.log_metrics(stats)
     run.log(f"selection: kept {int(stats['selection/kept'])} of {int(stats['selection/total'])} "
-            f"frames ({sel.scorer} score >= {threshold:.4f})"
+            f"frames ({sel.scorer} score >= {threshold:.4f}"
+            + (f", the lowest of {sel.strata} edge-density strata's thresholds)" if sel.strata > 1
+               and sel.threshold is None else ")")
             + (f" + {int(stats['selection/teacher_frames'])} of generation 1's selected frames "
                "(selection.keep_teacher)" if sel.keep_teacher else ""))
     if not kept.any():

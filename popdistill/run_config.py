@@ -33,7 +33,8 @@ __all__ = [
 
 # Fields of the library configs that the pipeline fills in itself (per step / generation).
 PIPELINE_FIELDS = {
-    "teacher": {"data", "format", "out", "reader_options", "generation", "evaluate", "select_top"},
+    "teacher": {"data", "format", "out", "reader_options", "generation", "evaluate", "select_top",
+                "select_strata"},
     "training": {"store", "val_store", "out", "student", "name", "model", "use_gpu",
                  "cpus_per_worker", "fault_epoch", "fault_marker"},
     "evalseg": {"store", "students", "out", "ensemble"},
@@ -98,7 +99,11 @@ class SelectionConfig:
     step) before it becomes a label, so the next generation does not learn the students'
     faint halo (:func:`popdistill.pipeline.rescore.label_support`). ``keep_teacher``: generation k >= 2
     also trains on generation 1's selected frames that its own selection left out, with their
-    VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`).
+    VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`). ``strata``: with
+    K > 1, every generation keeps the ``top`` fraction within each of K equal-count strata of
+    the frames' edge density (mean Sobel magnitude), so cluttered backgrounds are not left out
+    of the training set (:mod:`popdistill.teacher.selection`); 1 (the default) ranks the whole
+    corpus at once.
     """
 
     top: float = 0.1
@@ -109,6 +114,7 @@ class SelectionConfig:
     ensemble: str = choice("product", ["product", "geomean"])
     support: bool = False
     keep_teacher: bool = False
+    strata: int = 1
 
     def validate(self) -> None:
         from popdistill.pipeline.rescore import SCORERS
@@ -119,6 +125,8 @@ class SelectionConfig:
             raise UserError(f"top: {self.top} is not in (0, 1]")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UserError(f"threshold: {self.threshold} is not in [0, 1]")
+        if not isinstance(self.strata, int) or self.strata < 1:
+            raise UserError(f"strata: {self.strata!r} must be an integer >= 1")
 
 
 @dataclass
@@ -211,7 +219,8 @@ class RunConfig:
 
         values = {**self.teacher, "data": data.path, "format": data.format, "out": out,
                   "reader_options": data.reader_options, "generation": generation,
-                  "select_top": self.selection.top, "evaluate": True}
+                  "select_top": self.selection.top, "select_strata": self.selection.strata,
+                  "evaluate": True}
         values.setdefault("actors", self.resources.actors)
         return load(TeacherConfig, values, "teacher")
 

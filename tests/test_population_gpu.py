@@ -108,6 +108,16 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert count["generation 1 selection"] == len(teacher)
     assert float(table["all training frames"][1]) == pytest.approx(0.25, abs=0.01)  # the quartile
     assert all(0.0 <= float(v[1]) <= 1.0 and float(v[2]) > 0 for v in table.values())
+    # benchmarks/clutter_j.py: the same held-out masks by clutter quarter; "all" is the report's J
+    assert importlib.import_module("clutter_j").main([str(out)]) == 0
+    table = {line.split(" | ")[0].lstrip("| "): [float(x) for x in line.rstrip(" |").split(" | ")[1:]]
+             for line in capsys.readouterr().out.splitlines()[3:] if line.startswith("| ")}
+    report = json.loads((out / "population_gpu.json").read_text())["table"]
+    assert table["VideoPCA (the teacher)"][4] == pytest.approx(report["teacher (VideoPCA, held-out)"]["J"], abs=6e-4)
+    for gen, suffix in ((1, ""), (2, " (gen 2)")):
+        for s in ("unet_tiny", "fconv_tiny"):
+            assert table[f"pg gen {gen} {s}"][4] == pytest.approx(report[s + suffix]["J"], abs=6e-4)
+            assert all(0.0 <= j <= 1.0 for j in table[f"pg gen {gen} {s}"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--generations", "0"])
     capsys.readouterr()
@@ -205,3 +215,17 @@ def test_ema_student_is_the_weights_average_and_keys_its_cache(monkeypatch):
     assert json.loads(bench._cache_key(a, "unet_tiny", {}, 1, "d"))["ema"] == 0.9
     with pytest.raises(SystemExit):
         bench.parse_args(["--ema", "1.5"])
+
+
+def test_strata_keep_the_top_of_each_edge_density_stratum_by_agreement(monkeypatch):
+    bench = _benchmark(monkeypatch)
+    edges = np.repeat([0.01, 0.05], 10) + np.tile(np.arange(10) * 1e-4, 2)
+    score = np.concatenate([np.linspace(0.9, 0.99, 10), np.linspace(0.5, 0.59, 10)])
+    score[0] = 0.0  # an empty mask is never kept
+    keep, thr = bench.kept_by_agreement(score, 0.3)
+    assert keep.tolist() == [4, 5, 6, 7, 8, 9]  # all plain
+    keep, thr = bench.kept_by_agreement(score, 0.3, edges, 2)
+    assert keep.tolist() == [7, 8, 9, 17, 18, 19] and thr == pytest.approx(0.57)
+    assert bench.parse_args(["--strata", "4"]).strata == 4
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--strata", "0"])

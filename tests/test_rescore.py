@@ -13,9 +13,11 @@ from popdistill.data.schema import records_to_table, table_to_records
 from popdistill.pipeline.rescore import (
     agreement_scores,
     empty_masks,
+    kept_by_rule,
     label_support,
     rescore_predictions,
     select_scored,
+    selection_rule,
 )
 from popdistill.storage import RunPath
 from tests.train.toy import square_records, write_store
@@ -203,3 +205,42 @@ def test_add_missing_frames_adds_the_teachers_frames_the_selection_lacks_once(tm
             f.unlink()
     empty = RunPath.of(str(tmp_path / "none"))
     assert add_missing_frames(empty, RunPath.of(str(tmp_path / "teacher"))) == 4  # an empty selection
+
+
+def test_strata_keep_the_best_frames_of_plain_and_cluttered_backgrounds(tmp_path):
+    """selection.strata: the students agree best on plain backgrounds; ranked corpus-wide the
+    top half is all plain, ranked per edge-density stratum half of the cluttered frames stay."""
+    rng = np.random.default_rng(7)
+    stores, recs = {}, []
+    for video, cluttered in (("plain", False), ("busy", True)):
+        for r in square_records(4, size=32, seed=int(cluttered), video=video):
+            if cluttered:
+                noise = (rng.random(r.image.shape) * 255).astype(np.uint8)
+                r.image = np.where(r.gt_mask[..., None], r.image, noise)
+            else:
+                r.image = np.where(r.gt_mask[..., None], r.image, 100).astype(np.uint8)
+            recs.append(r)
+    for name, shift in (("a", 0), ("b", 1)):
+        own = copy.deepcopy(recs)
+        for r in own:  # on cluttered frames the two students disagree by a few pixels more
+            r.mask = _soft(np.roll(r.gt_mask, shift * (3 if r.video == "busy" else 1) + r.frame % 2, axis=1))
+        for video in ("plain", "busy"):
+            write_store(tmp_path / name / video, [r for r in own if r.video == video], files=1)
+        stores[name] = str(tmp_path / name)
+    out = RunPath.of(str(tmp_path / "scored"))
+    scored = rescore_predictions(stores, "-", out, 2, scorer="agreement", log=lambda _: None)
+    assert len(scored["edges"]) == 8
+    busy = np.array(scored["edges"]) > np.median(scored["edges"])
+    assert busy.sum() == 4 and max(np.array(scored["scores"])[busy]) < min(np.array(scored["scores"])[~busy])
+
+    def kept_videos(strata: int) -> list[str]:
+        sel = RunPath.of(str(tmp_path / f"sel{strata}"))
+        select_scored(out, sel, scored["scores"], 0.5, None, scored["edges"], strata)
+        return sorted(r.video for f in sel.files(".parquet") for r in table_to_records(pq.read_table(f)))
+
+    assert kept_videos(1) == ["plain"] * 4
+    assert kept_videos(2) == ["busy"] * 2 + ["plain"] * 2
+    rule = selection_rule(scored["scores"], 0.5, None, scored["edges"], 2)
+    assert kept_by_rule(scored["scores"], scored["edges"], rule).sum() == 4
+    # a fixed threshold ignores strata
+    assert selection_rule(scored["scores"], 0.5, 0.7, scored["edges"], 2)[1].tolist() == [0.7]

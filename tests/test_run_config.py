@@ -56,6 +56,9 @@ def test_valid_config_builds_every_step_config():
     assert cfg.out == "runs/elsewhere" and cfg.run_name == "elsewhere"
     teacher = cfg.teacher_config(cfg.data, "runs/elsewhere/gen-1")
     assert (teacher.data, teacher.chunk_frames, teacher.select_top) == ("data/train", 12, 0.1)
+    assert teacher.select_strata == 1
+    four = parse_run_config(with_("selection.strata", 4))
+    assert four.teacher_config(four.data, "o").select_strata == 4  # one field for every generation
     assert teacher.videopca.window == 12 and teacher.actors == cfg.resources.actors
     trains = cfg.train_configs("s/selected", "s/val", "runs/elsewhere/gen-1")
     assert [t.student for t in trains] == ["lowres_tiny", "unet_tiny"]
@@ -89,6 +92,9 @@ def test_valid_config_builds_every_step_config():
         ("selection.with_teacher", "sometimes", "selection.with_teacher: expected true or false"),
         ("selection.support", "yes please", "selection.support: expected true or false"),
         ("selection.keep_teacher", 1, "selection.keep_teacher: expected true or false"),
+        ("selection.strata", 0, "selection: strata: 0 must be an integer >= 1"),
+        ("selection.strata", "four", "selection.strata: expected an integer, got 'four'"),
+        ("teacher.select_strata", 4, "teacher.select_strata: set by the pipeline"),
         ("students.names", ["lowres_tiny", "resnet"], "names[1]: 'resnet' is not one of denseunet,"),
         ("students.models", {"unet": {}}, "models.unet: not one of the students"),
         ("training.store", "x", "training.store: set by the pipeline"),

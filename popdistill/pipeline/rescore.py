@@ -16,7 +16,8 @@ or its n-th root ``geomean``, which does not favour the most conservative studen
 
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
                                                    best mask, ``score`` = its score
-    select_scored(scored, selected, top|threshold)  the kept frames as the selected store
+    select_scored(scored, selected, top|threshold)  the kept frames as the selected store (the
+                                                   top of each edge-density stratum with strata)
     add_missing_frames(selected, teacher_selected)  + generation 1's selected frames it lacks
                                                    (``SelectionConfig.keep_teacher``)
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from popdistill.storage import RunPath
+from popdistill.teacher.selection import edge_density
 
 SCORERS = ("evalseg", "agreement")
 
@@ -43,7 +45,9 @@ __all__ = [
     "empty_masks",
     "label_support",
     "rescore_predictions",
+    "kept_by_rule",
     "select_scored",
+    "selection_rule",
 ]
 
 
@@ -147,6 +151,7 @@ def rescore_predictions(
     chosen = dict.fromkeys(names, 0)
     all_scores: list[float] = []
     all_j: list[float] = []
+    all_edges: list[float] = []
     for video in videos:
         target = scored / f"{video}.parquet"
         if target.exists() and (stats / f"{video}.json").exists():
@@ -180,16 +185,28 @@ def rescore_predictions(
                 "scores": [float(s) for s in best_scores],
                 "j": [_frame_j(r.mask, r.gt_mask) for r in kept],
                 "chosen": [names[b] for b in best],
+                "edges": [edge_density(r.image) for r in kept],
             }
             target.write_table(records_to_table(kept))
             (stats / f"{video}.json").write_json(info)
+        if "edges" not in info:  # scored before strata existed: the rows of its file, in order
+            info["edges"] = _file_edges(target)
         all_scores += info["scores"]
+        all_edges += [float(x) for x in info["edges"]]
         all_j += [float(x) for x in info["j"]]
         for name in info["chosen"]:
             chosen[name] = chosen.get(name, 0) + 1
     log(f"rescore: {len(all_scores)} frames of {len(videos)} videos scored ({scorer}); "
         f"best masks from {chosen}")
-    return {"scores": all_scores, "j": all_j, "chosen": chosen, "videos": len(videos)}
+    return {"scores": all_scores, "j": all_j, "edges": all_edges, "chosen": chosen, "videos": len(videos)}
+
+
+def _file_edges(path: RunPath) -> list[float]:
+    import pyarrow.parquet as pq
+
+    from popdistill.data.schema import table_to_records
+
+    return [edge_density(r.image) for r in table_to_records(pq.read_table(path.path, filesystem=path.fs))]
 
 
 def kept_scores(scores, threshold: float) -> np.ndarray:
@@ -198,26 +215,54 @@ def kept_scores(scores, threshold: float) -> np.ndarray:
     return (scores >= threshold) & (scores > 0)
 
 
+def selection_rule(scores, top: float, threshold: float | None, edges=None,
+                   strata: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(stratum edges, thresholds) of the selection: a fixed ``threshold``, or the one keeping
+    the ``top`` fraction of ``scores``, or with ``strata`` > 1 the top fraction of each
+    edge-density stratum (``edges``: each frame's edge density;
+    :func:`popdistill.teacher.selection.stratified_thresholds`)."""
+    from popdistill.teacher.selection import ScorePool, stratified_thresholds
+
+    scores = np.asarray(scores, np.float64)
+    if threshold is not None:
+        return np.zeros(0), np.array([float(threshold)])
+    if strata > 1 and scores.size:
+        return stratified_thresholds(scores, np.asarray(edges, np.float64), top, strata)
+    return np.zeros(0), np.array([ScorePool(scores).threshold(top) if scores.size else 1.0])
+
+
+def kept_by_rule(scores, edges, rule: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """:func:`kept_scores` under a :func:`selection_rule` (``edges`` may be None without strata)."""
+    from popdistill.teacher.selection import stratified_keep
+
+    scores = np.asarray(scores, np.float64)
+    cuts, thresholds = rule
+    values = np.zeros_like(scores) if edges is None or not cuts.size else np.asarray(edges, np.float64)
+    return stratified_keep(scores, values, cuts, thresholds) & (scores > 0)
+
+
 def select_scored(
-    scored: RunPath, selected: RunPath, scores: list[float], top: float, threshold: float | None
+    scored: RunPath, selected: RunPath, scores: list[float], top: float, threshold: float | None,
+    edges: list[float] | None = None, strata: int = 1,
 ) -> float:
     """Write the frames of ``scored`` that :func:`kept_scores` keeps at the threshold
-    (``threshold``, or the one keeping the ``top`` fraction of ``scores``) to ``selected``;
-    returns the threshold."""
+    (``threshold``, or the one keeping the ``top`` fraction of ``scores``; with ``strata`` > 1
+    the one of the frame's edge-density stratum, ``edges`` being every frame's density) to
+    ``selected``; returns the threshold (the lowest stratum's with strata)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from popdistill.teacher.selection import ScorePool
+    from popdistill.data.schema import table_to_records
 
-    if threshold is None:
-        threshold = ScorePool(np.asarray(scores, np.float64)).threshold(top) if scores else 1.0
+    rule = selection_rule(scores, top, threshold, edges, strata)
     selected.delete()
     for f in scored.files(".parquet"):
         table = pq.read_table(f, filesystem=scored.fs)
-        table = table.filter(pa.array(kept_scores(table["score"].to_numpy(zero_copy_only=False), threshold)))
+        values = [edge_density(r.image) for r in table_to_records(table)] if rule[0].size else None
+        table = table.filter(pa.array(kept_by_rule(table["score"].to_numpy(zero_copy_only=False), values, rule)))
         if table.num_rows:
             (selected / f.rsplit("/", 1)[-1]).write_table(table)
-    return float(threshold)
+    return float(np.min(rule[1]))
 
 
 def add_missing_frames(selected: RunPath, other: RunPath) -> int:

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", help="data set format (see `popdistill evaluate --help`); default davis")
     p.add_argument("--out", help="run directory (local path or s3://, gs:// URI)")
     p.add_argument("--select-top", type=float, help="fraction of frames to keep, by score (default 0.1)")
+    p.add_argument("--select-strata", type=int, metavar="K",
+                   help="keep that fraction within each of K equal-count strata of the frames' edge "
+                        "density, so cluttered backgrounds are covered too (default 1: corpus-wide)")
     p.add_argument("--export-png", metavar="DIR", help="also write every soft mask as an 8-bit PNG: DIR/<video>/<frame>.png")
     p.add_argument("--actors", type=int, help="VideoPCA actors (default 2)")
     p.add_argument("--chunk-frames", type=int, help="frames per unit of work (default 128)")
@@ -45,6 +48,7 @@ def build_config(args: argparse.Namespace):
 
     base = to_dict(load_yaml(TeacherConfig, args.config)) if args.config else to_dict(TeacherConfig())
     flags = {"data": args.data, "format": args.format, "out": args.out, "select_top": args.select_top,
+             "select_strata": args.select_strata,
              "export_png": args.export_png, "actors": args.actors, "chunk_frames": args.chunk_frames}
     base.update({k: v for k, v in flags.items() if v is not None})
     if args.size is not None:

@@ -32,6 +32,7 @@ class TeacherConfig:
     reader_options: dict[str, Any] = field(default_factory=dict)
     videopca: VideoPCAConfig = field(default_factory=VideoPCAConfig)
     select_top: float = 0.1
+    select_strata: int = 1
     chunk_frames: int = 128
     actors: int = 2
     actor_cpus: float = 0.5
@@ -48,6 +49,8 @@ class TeacherConfig:
             raise UserError("out: the run directory is required")
         if not 0.0 < self.select_top <= 1.0:
             raise UserError(f"select_top: {self.select_top} is not in (0, 1]")
+        if not isinstance(self.select_strata, int) or self.select_strata < 1:
+            raise UserError(f"select_strata: {self.select_strata!r} must be an integer >= 1")
         if self.actors < 1:
             raise UserError(f"actors: {self.actors} must be >= 1")
         if self.chunk_frames < self.videopca.k + 1:
@@ -109,8 +112,9 @@ def run_teacher(cfg: TeacherConfig, log=print) -> dict:
         actor_cpus=cfg.actor_cpus, read_cpus=cfg.read_cpus, label="teacher", log=log,
     )
 
-    selection = select_top(paths["store"], paths["selected"], cfg.select_top)
-    log(f"selection: kept {selection['kept']} of {selection['total']} frames (score >= {selection['threshold']:.4f})")
+    selection = select_top(paths["store"], paths["selected"], cfg.select_top, cfg.select_strata)
+    log(f"selection: kept {selection['kept']} of {selection['total']} frames (score >= {selection['threshold']:.4f}"
+        + (f", the lowest of {cfg.select_strata} edge-density strata's thresholds)" if cfg.select_strata > 1 else ")"))
     report = {
         "config": to_dict(cfg),
         "videos": {"total": result.videos_total, "done": result.videos_done,
@@ -125,9 +129,9 @@ def run_teacher(cfg: TeacherConfig, log=print) -> dict:
         "selected_store": paths["selected"].uri,
     }
     if cfg.evaluate:
-        report["metrics"] = evaluate_store(paths["store"], selection["threshold"])
+        report["metrics"] = evaluate_store(paths["store"], selection)
     if paths["root"].is_local and selection["total"]:
-        sheet = teacher_contact_sheet(paths["store"], selection["threshold"], paths["root"].path + "/contact_sheet.png")
+        sheet = teacher_contact_sheet(paths["store"], paths["selected"], paths["root"].path + "/contact_sheet.png")
         report["contact_sheet"] = str(sheet)
     paths["report"].write_json(report)
     return report

@@ -16,8 +16,14 @@ def print_teacher_report(report: dict, out: Callable[[str], None] = print) -> No
     out("")
     out(f"VideoPCA teacher: {report['videos']['done']}/{report['videos']['total']} videos done, "
         f"{report['frames_this_run']} frames this run at {report['frames_per_second']:.0f} frames/s")
-    out(f"selection: top {sel['fraction']:.0%} -> {sel['kept']} of {sel['total']} frames, "
-        f"threshold {sel['threshold']:.4f}; store {sel['store']}")
+    if sel.get("strata", 1) > 1:
+        thresholds = ", ".join(f"{t:.4f}" for t in sel["strata_thresholds"])
+        out(f"selection: top {sel['fraction']:.0%} of each of {sel['strata']} edge-density strata -> "
+            f"{sel['kept']} of {sel['total']} frames ({' / '.join(map(str, sel['strata_kept']))} from plain "
+            f"to cluttered), thresholds {thresholds}; store {sel['store']}")
+    else:
+        out(f"selection: top {sel['fraction']:.0%} -> {sel['kept']} of {sel['total']} frames, "
+            f"threshold {sel['threshold']:.4f}; store {sel['store']}")
     metrics = report.get("metrics")
     if metrics:
         out("")
@@ -36,10 +42,10 @@ def print_teacher_report(report: dict, out: Callable[[str], None] = print) -> No
         out(f"  ... and {len(skipped) - 10} more")
 
 
-def teacher_contact_sheet(store, threshold: float, out_png, per_group: int = 4, seed: int = 0):
-    """A PNG of frames with the teacher's mask beside the ground truth: ``per_group`` selected
-    and ``per_group`` rejected frames from different videos. Returns the path, or None when
-    the store is empty."""
+def teacher_contact_sheet(store, selected, out_png, per_group: int = 4, seed: int = 0):
+    """A PNG of frames with the teacher's mask beside the ground truth: ``per_group`` frames of
+    the ``selected`` store and ``per_group`` other frames of ``store``, from different videos.
+    Returns the path, or None when the store is empty."""
     import numpy as np
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -52,9 +58,13 @@ def teacher_contact_sheet(store, threshold: float, out_png, per_group: int = 4, 
         return None
     ds = pads.dataset(files, filesystem=store.fs, format="parquet")
     keys = ds.to_table(columns=["video", "frame", "score"]).to_pandas()
+    chosen = selected.files(".parquet")
+    chosen = (pads.dataset(chosen, filesystem=selected.fs, format="parquet")
+              .to_table(columns=["video", "frame"]).to_pandas() if chosen else keys.iloc[:0][["video", "frame"]])
+    is_kept = keys.merge(chosen.assign(kept=True), on=["video", "frame"], how="left")["kept"].eq(True).to_numpy()
     rng = np.random.default_rng(seed)
     rows = []
-    for name, group in (("selected", keys[keys.score >= threshold]), ("rejected", keys[keys.score < threshold])):
+    for name, group in (("selected", keys[is_kept]), ("rejected", keys[~is_kept])):
         # One frame per video where possible, so the sheet shows variety.
         picks = group.groupby("video", sort=False).sample(n=1, random_state=seed) if len(group) else group
         picks = picks.iloc[rng.permutation(len(picks))[:per_group]]

@@ -5,6 +5,12 @@ an all-zero mask scores 0. The corpus keeps the masks whose score reaches the th
 top ``fraction`` (10 % in the ICCV 2017 tables). Per-batch scores are computed where the masks
 are (e.g. Ray workers) and merged in a ``ScorePool``, which holds the scalar scores only and
 gives the exact threshold.
+
+The frames the teacher is surest of have plain backgrounds (its motion cue is cleanest there),
+so a corpus-wide top fraction under-represents cluttered frames, and students trained on it take
+clutter for objects. Stratified selection (``strata`` > 1) keeps the top fraction within each
+of ``strata`` equal-count bins of a frame's edge density (the mean Sobel magnitude of its grey
+image, no labels needed): every kind of background is covered, each by its best masks.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["mask_score", "scores_for_batch", "top_fraction_threshold", "keep_mask", "ScorePool"]
+__all__ = ["mask_score", "scores_for_batch", "top_fraction_threshold", "keep_mask", "ScorePool",
+           "edge_density", "strata_edges", "stratum_of", "stratified_thresholds", "stratified_keep"]
 
 
 def mask_score(mask: np.ndarray) -> float:
@@ -93,3 +100,50 @@ class ScorePool:
     def threshold(self, fraction: float) -> float:
         """``top_fraction_threshold`` of all scores in the pool."""
         return top_fraction_threshold(self.scores(), fraction)
+
+
+def edge_density(image: np.ndarray) -> float:
+    """Mean Sobel magnitude of an RGB (H x W x 3, uint8 or float in [0, 1]) or grey image: how
+    cluttered a frame is, without labels."""
+    from skimage.color import rgb2gray
+    from skimage.filters import sobel
+
+    img = np.asarray(image)
+    grey = rgb2gray(img) if img.ndim == 3 else img.astype(np.float64) / (255.0 if img.dtype == np.uint8 else 1.0)
+    return float(sobel(grey).mean())
+
+
+def strata_edges(values: np.ndarray, strata: int) -> np.ndarray:
+    """The ``strata - 1`` inner quantiles of ``values`` that cut them into equal-count strata."""
+    if strata < 1:
+        raise ValueError(f"strata must be >= 1, got {strata}")
+    values = np.asarray(values, np.float64).ravel()
+    if strata == 1 or values.size == 0:
+        return np.zeros(0)
+    return np.quantile(values, np.arange(1, strata) / strata)
+
+
+def stratum_of(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each value's stratum (0 = lowest) under ``strata_edges``."""
+    return np.searchsorted(np.asarray(edges), np.asarray(values, np.float64), side="right")
+
+
+def stratified_thresholds(scores: np.ndarray, values: np.ndarray, fraction: float,
+                          strata: int) -> tuple[np.ndarray, np.ndarray]:
+    """(edges, thresholds): the strata of ``values`` and, per stratum, the score threshold that
+    keeps its top ``fraction`` (``inf`` for an empty stratum). One stratum is the plain
+    corpus-wide ``top_fraction_threshold``."""
+    scores = np.asarray(scores, np.float64).ravel()
+    values = np.asarray(values, np.float64).ravel()
+    if scores.shape != values.shape:
+        raise ValueError(f"{scores.size} scores but {values.size} stratum values")
+    edges = strata_edges(values, strata)
+    which = stratum_of(values, edges)
+    thresholds = np.array([top_fraction_threshold(scores[which == k], fraction) for k in range(strata)])
+    return edges, thresholds
+
+
+def stratified_keep(scores: np.ndarray, values: np.ndarray, edges: np.ndarray,
+                    thresholds: np.ndarray) -> np.ndarray:
+    """Boolean mask of the frames whose score passes their stratum's threshold."""
+    return np.asarray(scores, np.float64) >= np.asarray(thresholds)[stratum_of(values, edges)]

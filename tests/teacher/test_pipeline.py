@@ -128,3 +128,39 @@ def test_teacher_on_video_folder_with_a_corrupt_video(ray_session, tmp_path):
     assert len(rows) == 22
     assert any(Path(s["path"]).name == "broken.mp4" for s in report["skipped"])
     assert report["videos"]["done"] == 2
+
+
+def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_run, tmp_path):
+    from popdistill.data.schema import FrameRecord
+    from popdistill.storage import RunPath
+    from popdistill.teacher.report import teacher_contact_sheet
+    from popdistill.teacher.selection import edge_density, stratified_keep, stratified_thresholds
+    from popdistill.teacher.selection_ray import evaluate_store, select_top
+
+    report, _, _ = first_run
+    store, selected = RunPath.of(report["store"]), RunPath.of(str(tmp_path / "selected"))
+    sel = select_top(store, selected, 0.25, strata=2)
+    # the same rule computed on the driver from every frame's image
+    files = sorted(str(p) for p in Path(report["store"]).rglob("*.parquet"))
+    recs = [FrameRecord.from_row(r) for r in pads.dataset(files, format="parquet").to_table().to_pylist()]
+    scores = np.array([r.score for r in recs], np.float64)
+    values = np.array([edge_density(r.image) for r in recs])
+    edges, thresholds = stratified_thresholds(scores, values, 0.25, 2)
+    keep = stratified_keep(scores, values, edges, thresholds)
+    expected = {(r.video, r.frame) for r, k in zip(recs, keep) if k}
+    assert {(r["video"], r["frame"]) for r in _store_rows(sel["store"])} == expected
+    assert sel["kept"] == len(expected) and sel["strata"] == 2
+    assert sel["strata_kept"] == [int(keep[values <= edges[0]].sum()), int(keep[values > edges[0]].sum())]
+    assert min(sel["strata_kept"]) >= 4  # the top quarter of each half (17-18 frames)
+    assert sel["strata_thresholds"] == pytest.approx(thresholds.tolist())
+    metrics = evaluate_store(store, sel)
+    assert metrics["selected"]["frames"] == len(expected)
+    assert metrics["rejected"]["frames"] == len(recs) - len(expected)
+    assert teacher_contact_sheet(store, selected, tmp_path / "sheet.png") is not None
+
+
+def test_select_strata_must_be_a_positive_integer(corpus, tmp_path):
+    from popdistill.errors import UserError
+
+    with pytest.raises(UserError, match="select_strata: 0 must be an integer >= 1"):
+        _cfg(corpus, tmp_path, select_strata=0).validate()

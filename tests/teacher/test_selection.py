@@ -1,4 +1,5 @@
-"""Generation-1 selection: mask scores, top-fraction thresholds, mergeable score pools."""
+"""Generation-1 selection: mask scores, top-fraction thresholds, mergeable score pools,
+edge-density strata."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import pytest
 
 from popdistill.teacher.selection import (
     ScorePool,
+    edge_density,
     keep_mask,
     mask_score,
     scores_for_batch,
+    strata_edges,
+    stratified_keep,
+    stratified_thresholds,
+    stratum_of,
     top_fraction_threshold,
 )
 
@@ -74,3 +80,47 @@ def test_score_pool_merge_is_exact_and_order_free():
     assert incremental.threshold(0.1) == merged.threshold(0.1)
     assert (pools[0] + pools[1]).threshold(1.0) == min(parts[0].min(), parts[1].min())
     assert ScorePool().threshold(0.1) == math.inf
+
+
+def test_edge_density_is_zero_on_flat_images_and_grows_with_clutter():
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    assert edge_density(flat) == 0.0
+    one_edge = flat.copy()
+    one_edge[:, 16:] = 255
+    stripes = flat.copy()
+    stripes[:, ::4] = 255
+    assert 0.0 < edge_density(one_edge) < edge_density(stripes)
+    # An RGB grey image and its grey channel (uint8 or float in [0, 1]) measure the same.
+    assert edge_density(stripes[..., 0]) == pytest.approx(edge_density(stripes), rel=1e-3)
+    assert edge_density(stripes[..., 0] / 255.0) == pytest.approx(edge_density(stripes[..., 0]))
+
+
+def test_strata_cut_values_into_equal_counts():
+    values = np.arange(12.0)
+    edges = strata_edges(values, 3)
+    assert np.bincount(stratum_of(values, edges)).tolist() == [4, 4, 4]
+    assert strata_edges(values, 1).size == 0 and (stratum_of(values, strata_edges(values, 1)) == 0).all()
+    with pytest.raises(ValueError):
+        strata_edges(values, 0)
+
+
+def test_stratified_selection_covers_every_stratum():
+    # Plain frames (low edge density) score high, cluttered ones low, as the teacher's do: the
+    # corpus-wide top quarter is all plain; the stratified one takes the best quarter of each.
+    values = np.repeat([0.01, 0.02, 0.05, 0.08], 8) + np.tile(np.arange(8) * 1e-4, 4)
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([0.9 - 0.1 * k + 0.01 * rng.permutation(8) for k in range(4)])
+    corpus = keep_mask(scores, top_fraction_threshold(scores, 0.25))
+    assert set(np.flatnonzero(corpus) // 8) == {0}
+    edges, thresholds = stratified_thresholds(scores, values, 0.25, 4)
+    kept = stratified_keep(scores, values, edges, thresholds)
+    assert np.bincount(np.flatnonzero(kept) // 8).tolist() == [2, 2, 2, 2]
+    for k in range(4):  # the two best of each stratum
+        block = scores[8 * k : 8 * k + 8]
+        assert set(np.flatnonzero(kept[8 * k : 8 * k + 8])) == set(np.argsort(-block)[:2])
+    # One stratum is the corpus-wide rule.
+    edges1, thresholds1 = stratified_thresholds(scores, values, 0.25, 1)
+    assert thresholds1.tolist() == [top_fraction_threshold(scores, 0.25)]
+    assert (stratified_keep(scores, values, edges1, thresholds1) == corpus).all()
+    with pytest.raises(ValueError, match="stratum values"):
+        stratified_thresholds(scores, values[:-1], 0.25, 4)
