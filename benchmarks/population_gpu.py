@@ -170,7 +170,7 @@ def video_with_teacher(job: tuple) -> dict:
     masks = VideoPCA()(frames)
     return {"video": f"world_{index:04d}", "frames": frames, "labels": v.labels,
             "masks": masks.astype(np.float32), "scores": scores_for_batch(masks),
-            "edges": np.array([edge_density(f) for f in frames])}
+            "densities": np.array([edge_density(f) for f in frames])}
 
 
 def make_split(preset: str, videos: int, seed: int, workers: int) -> list[dict]:
@@ -409,7 +409,7 @@ def best_by_agreement(masks: list[np.ndarray], ensemble: str) -> tuple[np.ndarra
     return best, best_score
 
 
-def kept_by_agreement(best_score: np.ndarray, top: float, edges: np.ndarray | None = None,
+def kept_by_agreement(best_score: np.ndarray, top: float, densities: np.ndarray | None = None,
                       strata: int = 1) -> tuple[np.ndarray, float]:
     """The frames the pipeline's rule (``kept_scores``) keeps at the threshold that keeps the
     ``top`` fraction of ``best_score`` (of each edge-density stratum with ``strata`` > 1), and
@@ -422,8 +422,8 @@ def kept_by_agreement(best_score: np.ndarray, top: float, edges: np.ndarray | No
     )
 
     if strata > 1:
-        cuts, thrs = stratified_thresholds(best_score, edges, top, strata)
-        kept = stratified_keep(best_score, edges, cuts, thrs) & kept_scores(best_score, 0.0)
+        cuts, thrs = stratified_thresholds(best_score, densities, top, strata)
+        kept = stratified_keep(best_score, densities, cuts, thrs) & kept_scores(best_score, 0.0)
         return np.flatnonzero(kept), float(np.min(thrs))
     thr = top_fraction_threshold(best_score, top)
     return np.flatnonzero(kept_scores(best_score, thr)), thr
@@ -475,9 +475,9 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
 
     all_images = np.load(Path(a.out) / "data" / "all_images.npy", mmap_mode="r")
     best, best_score = best_by_agreement([prev_masks[n] for n in names], a.ensemble)
-    edges = np.load(Path(a.out) / "data" / "edges.npy") if a.strata > 1 else None
+    densities = np.load(Path(a.out) / "data" / "densities.npy") if a.strata > 1 else None
     keep, thr = kept_by_agreement(best_score, a.select_top if a.gen2_top is None else a.gen2_top,
-                                  edges, a.strata)
+                                  densities, a.strata)
     chosen, n_agree = {n: int((best[keep] == k).sum()) for k, n in enumerate(names)}, len(keep)
     size = tuple(all_images.shape[-2:])
     labels = np.stack([resize_to(torch.from_numpy(np.array(prev_masks[names[best[i]]][i], np.float32))
@@ -522,16 +522,16 @@ def main(argv: list[str] | None = None) -> int:
     from popdistill.teacher.selection import stratified_keep, stratified_thresholds, stratum_of
 
     scores = np.concatenate([v["scores"] for v in train])
-    edges = np.concatenate([v["edges"] for v in train])
-    cuts, thrs = stratified_thresholds(scores, edges, a.select_top, a.strata)
-    keep = stratified_keep(scores, edges, cuts, thrs)
+    densities = np.concatenate([v["densities"] for v in train])
+    cuts, thrs = stratified_thresholds(scores, densities, a.select_top, a.strata)
+    keep = stratified_keep(scores, densities, cuts, thrs)
     thr = float(np.min(thrs))
     frames = np.concatenate([v["frames"] for v in train])[keep]
     labels = np.concatenate([v["masks"] for v in train])[keep]
     starts = np.cumsum([0] + [len(v["scores"]) for v in train])
     kept_videos = sum(bool(keep[s:e].any()) for s, e in zip(starts[:-1], starts[1:]))
     if a.strata > 1:
-        which = stratum_of(edges, cuts)
+        which = stratum_of(densities, cuts)
         print(f"selection by {a.strata} edge-density strata: {np.bincount(which[keep], minlength=a.strata)} "
               f"frames, thresholds {np.round(thrs, 3)}", flush=True)
     print(f"data + teacher: {t_data:.0f} s; selected {keep.sum()} of {keep.size} training frames "
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     _save(Path(a.out) / "gen-1" / "data", images=_chw(frames), targets=labels[:, None],
           index=np.flatnonzero(keep))
     if a.generations > 1:
-        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])), edges=edges)
+        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])), densities=densities)
     del frames, labels, held
     trained, train_masks = train_population(names, overrides, Path(a.out) / "gen-1" / "data", 1, h_videos,
                                             h_gt, a, rows, label_j, a.generations > 1)

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                                         for n in names], args["ensemble"])
     top = args["select_top"] if args["gen2_top"] is None else args["gen2_top"]
     strata = args.get("strata", 1)  # the run's --strata: the same rule as its generation 2
-    agree = pg.kept_by_agreement(score, top, np.load(run / "data" / "edges.npy") if strata > 1 else None,
+    agree = pg.kept_by_agreement(score, top, np.load(run / "data" / "densities.npy") if strata > 1 else None,
                                  strata)[0]
     rows = {"all training frames": c, "held-out frames": c_held,
             "generation 1 selection (VideoPCA score)": c[teacher],

@@ -137,12 +137,12 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
                                  scorer=sel.scorer, ensemble=sel.ensemble,
                                  support=sel.support)
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
-                              sel.threshold, scored["edges"], sel.strata)
+                              sel.threshold, scored["densities"], sel.strata)
     scores = np.asarray(scored["scores"], np.float64)
     j = np.asarray(scored["j"], np.float64)
     # the rule select_scored wrote the store by
-    kept = kept_by_rule(scores, scored["edges"],
-                        selection_rule(scores, sel.top, sel.threshold, scored["edges"], sel.strata))
+    kept = kept_by_rule(scores, scored["densities"],
+                        selection_rule(scores, sel.top, sel.threshold, scored["densities"], sel.strata))
     stats = selection_summary(kept, threshold, j if np.isfinite(j).any() else None)
     if sel.keep_teacher:
         stats["selection/teacher_frames"] = add_missing_frames(root / "selected",

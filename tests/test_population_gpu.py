@@ -219,12 +219,12 @@ def test_ema_student_is_the_weights_average_and_keys_its_cache(monkeypatch):
 
 def test_strata_keep_the_top_of_each_edge_density_stratum_by_agreement(monkeypatch):
     bench = _benchmark(monkeypatch)
-    edges = np.repeat([0.01, 0.05], 10) + np.tile(np.arange(10) * 1e-4, 2)
+    densities = np.repeat([0.01, 0.05], 10) + np.tile(np.arange(10) * 1e-4, 2)
     score = np.concatenate([np.linspace(0.9, 0.99, 10), np.linspace(0.5, 0.59, 10)])
     score[0] = 0.0  # an empty mask is never kept
     keep, thr = bench.kept_by_agreement(score, 0.3)
     assert keep.tolist() == [4, 5, 6, 7, 8, 9]  # all plain
-    keep, thr = bench.kept_by_agreement(score, 0.3, edges, 2)
+    keep, thr = bench.kept_by_agreement(score, 0.3, densities, 2)
     assert keep.tolist() == [7, 8, 9, 17, 18, 19] and thr == pytest.approx(0.57)
     assert bench.parse_args(["--strata", "4"]).strata == 4
     with pytest.raises(SystemExit):

@@ -229,18 +229,18 @@ def test_strata_keep_the_best_frames_of_plain_and_cluttered_backgrounds(tmp_path
         stores[name] = str(tmp_path / name)
     out = RunPath.of(str(tmp_path / "scored"))
     scored = rescore_predictions(stores, "-", out, 2, scorer="agreement", log=lambda _: None)
-    assert len(scored["edges"]) == 8
-    busy = np.array(scored["edges"]) > np.median(scored["edges"])
+    assert len(scored["densities"]) == 8
+    busy = np.array(scored["densities"]) > np.median(scored["densities"])
     assert busy.sum() == 4 and max(np.array(scored["scores"])[busy]) < min(np.array(scored["scores"])[~busy])
 
     def kept_videos(strata: int) -> list[str]:
         sel = RunPath.of(str(tmp_path / f"sel{strata}"))
-        select_scored(out, sel, scored["scores"], 0.5, None, scored["edges"], strata)
+        select_scored(out, sel, scored["scores"], 0.5, None, scored["densities"], strata)
         return sorted(r.video for f in sel.files(".parquet") for r in table_to_records(pq.read_table(f)))
 
     assert kept_videos(1) == ["plain"] * 4
     assert kept_videos(2) == ["busy"] * 2 + ["plain"] * 2
-    rule = selection_rule(scored["scores"], 0.5, None, scored["edges"], 2)
-    assert kept_by_rule(scored["scores"], scored["edges"], rule).sum() == 4
+    rule = selection_rule(scored["scores"], 0.5, None, scored["densities"], 2)
+    assert kept_by_rule(scored["scores"], scored["densities"], rule).sum() == 4
     # a fixed threshold ignores strata
-    assert selection_rule(scored["scores"], 0.5, 0.7, scored["edges"], 2)[1].tolist() == [0.7]
+    assert selection_rule(scored["scores"], 0.5, 0.7, scored["densities"], 2)[1].tolist() == [0.7]

@@ -151,7 +151,7 @@ def rescore_predictions(
     chosen = dict.fromkeys(names, 0)
     all_scores: list[float] = []
     all_j: list[float] = []
-    all_edges: list[float] = []
+    all_densities: list[float] = []
     for video in videos:
         target = scored / f"{video}.parquet"
         if target.exists() and (stats / f"{video}.json").exists():
@@ -185,23 +185,23 @@ def rescore_predictions(
                 "scores": [float(s) for s in best_scores],
                 "j": [_frame_j(r.mask, r.gt_mask) for r in kept],
                 "chosen": [names[b] for b in best],
-                "edges": [edge_density(r.image) for r in kept],
+                "densities": [edge_density(r.image) for r in kept],
             }
             target.write_table(records_to_table(kept))
             (stats / f"{video}.json").write_json(info)
-        if "edges" not in info:  # scored before strata existed: the rows of its file, in order
-            info["edges"] = _file_edges(target)
+        if "densities" not in info:  # scored before strata existed: the rows of its file, in order
+            info["densities"] = _file_densities(target)
         all_scores += info["scores"]
-        all_edges += [float(x) for x in info["edges"]]
+        all_densities += [float(x) for x in info["densities"]]
         all_j += [float(x) for x in info["j"]]
         for name in info["chosen"]:
             chosen[name] = chosen.get(name, 0) + 1
     log(f"rescore: {len(all_scores)} frames of {len(videos)} videos scored ({scorer}); "
         f"best masks from {chosen}")
-    return {"scores": all_scores, "j": all_j, "edges": all_edges, "chosen": chosen, "videos": len(videos)}
+    return {"scores": all_scores, "j": all_j, "densities": all_densities, "chosen": chosen, "videos": len(videos)}
 
 
-def _file_edges(path: RunPath) -> list[float]:
+def _file_densities(path: RunPath) -> list[float]:
     import pyarrow.parquet as pq
 
     from popdistill.data.schema import table_to_records
@@ -215,11 +215,11 @@ def kept_scores(scores, threshold: float) -> np.ndarray:
     return (scores >= threshold) & (scores > 0)
 
 
-def selection_rule(scores, top: float, threshold: float | None, edges=None,
+def selection_rule(scores, top: float, threshold: float | None, densities=None,
                    strata: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(stratum edges, thresholds) of the selection: a fixed ``threshold``, or the one keeping
     the ``top`` fraction of ``scores``, or with ``strata`` > 1 the top fraction of each
-    edge-density stratum (``edges``: each frame's edge density;
+    edge-density stratum (``densities``: each frame's edge density;
     :func:`popdistill.teacher.selection.stratified_thresholds`)."""
     from popdistill.teacher.selection import ScorePool, stratified_thresholds
 
@@ -227,42 +227,44 @@ def selection_rule(scores, top: float, threshold: float | None, edges=None,
     if threshold is not None:
         return np.zeros(0), np.array([float(threshold)])
     if strata > 1 and scores.size:
-        return stratified_thresholds(scores, np.asarray(edges, np.float64), top, strata)
+        return stratified_thresholds(scores, np.asarray(densities, np.float64), top, strata)
     return np.zeros(0), np.array([ScorePool(scores).threshold(top) if scores.size else 1.0])
 
 
-def kept_by_rule(scores, edges, rule: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """:func:`kept_scores` under a :func:`selection_rule` (``edges`` may be None without strata)."""
+def kept_by_rule(scores, densities, rule: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """:func:`kept_scores` under a :func:`selection_rule` (``densities`` may be None without
+    strata)."""
     from popdistill.teacher.selection import stratified_keep
 
     scores = np.asarray(scores, np.float64)
     cuts, thresholds = rule
-    values = np.zeros_like(scores) if edges is None or not cuts.size else np.asarray(edges, np.float64)
+    values = np.zeros_like(scores) if densities is None or not cuts.size else np.asarray(densities, np.float64)
     return stratified_keep(scores, values, cuts, thresholds) & (scores > 0)
 
 
 def select_scored(
     scored: RunPath, selected: RunPath, scores: list[float], top: float, threshold: float | None,
-    edges: list[float] | None = None, strata: int = 1,
+    densities: list[float] | None = None, strata: int = 1,
 ) -> float:
     """Write the frames of ``scored`` that :func:`kept_scores` keeps at the threshold
     (``threshold``, or the one keeping the ``top`` fraction of ``scores``; with ``strata`` > 1
-    the one of the frame's edge-density stratum, ``edges`` being every frame's density) to
+    the one of the frame's edge-density stratum, ``densities`` being every frame's) to
     ``selected``; returns the threshold (the lowest stratum's with strata)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from popdistill.data.schema import table_to_records
+    from popdistill.teacher.selection_ray import stratified_rows
 
-    rule = selection_rule(scores, top, threshold, edges, strata)
+    cuts, thresholds = selection_rule(scores, top, threshold, densities, strata)
     selected.delete()
     for f in scored.files(".parquet"):
         table = pq.read_table(f, filesystem=scored.fs)
-        values = [edge_density(r.image) for r in table_to_records(table)] if rule[0].size else None
-        table = table.filter(pa.array(kept_by_rule(table["score"].to_numpy(zero_copy_only=False), values, rule)))
+        values = table["score"].to_numpy(zero_copy_only=False).astype(np.float64)
+        keep = stratified_rows(table, values, cuts.tolist(), thresholds.tolist()) & (values > 0)
+        table = table.filter(pa.array(keep))
         if table.num_rows:
             (selected / f.rsplit("/", 1)[-1]).write_table(table)
-    return float(np.min(rule[1]))
+    return float(np.min(thresholds))
 
 
 def add_missing_frames(selected: RunPath, other: RunPath) -> int:

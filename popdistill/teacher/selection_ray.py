@@ -27,7 +27,7 @@ from popdistill.teacher.selection import (
     top_fraction_threshold,
 )
 
-__all__ = ["select_top", "evaluate_store"]
+__all__ = ["select_top", "evaluate_store", "stratified_rows"]
 
 
 def _image(batch, i: int) -> np.ndarray:
@@ -36,10 +36,11 @@ def _image(batch, i: int) -> np.ndarray:
     return np.frombuffer(data.as_py() if hasattr(data, "as_py") else data, dtype=np.uint8).reshape(h, w, 3)
 
 
-def _kept_rows(batch, scores: np.ndarray, edges: list[float], thresholds: list[float]) -> np.ndarray:
-    """Which rows of ``batch`` the selection keeps: a score above every stratum's threshold is
-    kept and one below all of them is not, without looking at the image; the rest by their
-    stratum (edge density of their image)."""
+def stratified_rows(batch, scores: np.ndarray, edges: list[float], thresholds: list[float]) -> np.ndarray:
+    """Which rows of ``batch`` (a store's table or a numpy batch with its image columns) the
+    stratified rule (stratum ``edges``, per-stratum ``thresholds``) keeps: a score above every
+    stratum's threshold is kept and one below all of them is not, without decoding the image;
+    the rest by the stratum of their image's edge density."""
     keep = scores >= max(thresholds)
     between = np.flatnonzero(~keep & (scores >= min(thresholds)))
     if between.size:
@@ -52,7 +53,7 @@ def _keep(batch, edges: list[float], thresholds: list[float]):
     import pyarrow as pa
 
     scores = batch["score"].to_numpy(zero_copy_only=False).astype(np.float64)
-    return batch.filter(pa.array(_kept_rows(batch, scores, edges, thresholds)))
+    return batch.filter(pa.array(stratified_rows(batch, scores, edges, thresholds)))
 
 
 def _score_and_edges(batch: dict) -> dict:
@@ -113,7 +114,7 @@ def _frame_metrics(batch: dict, edges: list[float], thresholds: list[float]) -> 
     n = len(batch["frame"])
     scores = np.asarray(batch["score"], dtype=np.float64)
     out = {"score": scores, "p": np.full(n, np.nan), "j": np.full(n, np.nan),
-           "centre_j": np.full(n, np.nan), "selected": _kept_rows(batch, scores, edges, thresholds)}
+           "centre_j": np.full(n, np.nan), "selected": stratified_rows(batch, scores, edges, thresholds)}
     for i in range(n):
         if batch["gt_mask"][i] is None:
             continue
