@@ -24,7 +24,6 @@ from popdistill.teacher.selection import (
     stratified_keep,
     stratified_thresholds,
     stratum_of,
-    top_fraction_threshold,
 )
 
 __all__ = ["select_top", "evaluate_store", "stratified_rows"]
@@ -56,10 +55,10 @@ def _keep(batch, edges: list[float], thresholds: list[float]):
     return batch.filter(pa.array(stratified_rows(batch, scores, edges, thresholds)))
 
 
-def _score_and_edges(batch: dict) -> dict:
+def _score_and_density(batch: dict) -> dict:
     n = len(batch["score"])
     return {"score": np.asarray(batch["score"], np.float64),
-            "edges": np.array([edge_density(_image(batch, i)) for i in range(n)], np.float64)}
+            "density": np.array([edge_density(_image(batch, i)) for i in range(n)], np.float64)}
 
 
 def _scores_and_values(store: RunPath, files: list[str], strata: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -73,10 +72,10 @@ def _scores_and_values(store: RunPath, files: list[str], strata: int) -> tuple[n
             pool.add(batch["score"])
         return pool.scores(), None
     parts = list(ds.select_columns(["score", "image", "height", "width"])
-                 .map_batches(_score_and_edges, batch_format="numpy")
+                 .map_batches(_score_and_density, batch_format="numpy")
                  .iter_batches(batch_size=65536, batch_format="numpy"))
     return (np.concatenate([b["score"] for b in parts]).astype(np.float64),
-            np.concatenate([b["edges"] for b in parts]))
+            np.concatenate([b["density"] for b in parts]))
 
 
 def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int = 1) -> dict:
@@ -91,11 +90,9 @@ def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int =
         return {"fraction": fraction, "threshold": float("nan"), "kept": 0, "total": 0, "store": selected.uri,
                 "strata": strata, "strata_edges": [], "strata_thresholds": [float("inf")], "strata_kept": []}
     scores, values = _scores_and_values(store, files, strata)
-    if values is None:
-        edges, thresholds = np.zeros(0), np.array([top_fraction_threshold(scores, fraction)])
+    if values is None:  # one stratum: every frame in it
         values = np.zeros_like(scores)
-    else:
-        edges, thresholds = stratified_thresholds(scores, values, fraction, strata)
+    edges, thresholds = stratified_thresholds(scores, values, fraction, strata)
     kept_ds = ray.data.read_parquet(files, filesystem=store.fs).map_batches(
         _keep, fn_kwargs={"edges": edges.tolist(), "thresholds": thresholds.tolist()}, batch_format="pyarrow")
     kept_ds.write_parquet(selected.path, filesystem=selected.fs)
