@@ -33,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     import torch
-    from population_gpu import best_by_agreement, evaluate, kept_by_agreement, make_split
+    from population_gpu import (
+        best_by_agreement,
+        evaluate,
+        kept_by_agreement,
+        make_split,
+        pool_videos,
+    )
 
     from popdistill.students.base import resize_to
     from popdistill.teacher.selection import top_fraction_threshold
@@ -41,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     args = json.loads((out / "population_gpu.json").read_text())["args"]
     names = [s.strip() for s in args["students"].split(",") if s.strip()]
-    train = make_split(args["preset"], args["videos"], args["train_seed"], a.workers)
+    train = make_split(args["preset"], pool_videos(args), args["train_seed"], a.workers)
     gt = np.concatenate([v["labels"] for v in train])
     video = np.concatenate([[i] * len(v["labels"]) for i, v in enumerate(train)])
     masks = [np.load(out / "gen-1" / n / "train.npy", mmap_mode="r") for n in names]
@@ -60,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| rule | frames | videos | label J | label area | true area | masks from |")
     print("|---|---|---|---|---|---|---|")
     tops = [float(t) for t in a.tops.split(",")]
-    scores = np.concatenate([v["scores"] for v in train])
-    teacher = np.concatenate([v["masks"] for v in train])
+    first = train[: args["videos"]]  # the teacher's selection sees only generation 1's videos
+    scores = np.concatenate([v["scores"] for v in first])
+    teacher = np.concatenate([v["masks"] for v in first])
     for top in tops:
         keep = np.flatnonzero(scores >= top_fraction_threshold(scores, top))
         row(f"generation 1: VideoPCA, top {top:g}", keep, teacher[keep])

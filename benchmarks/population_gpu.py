@@ -109,6 +109,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "one's best masks (agreement) (1)")
     p.add_argument("--gen2-top", type=float, default=None,
                    help="fraction of training frames generations >= 2 keep (default: --select-top)")
+    p.add_argument("--gen2-videos", type=int, default=None,
+                   help="unlabeled videos generations >= 2 select from: the training world's first N "
+                        "(N >= --videos; generation 1's students predict the videos the teacher's "
+                        "selection never saw too; default: --videos)")
     p.add_argument("--gen2-epochs", type=int, default=None,
                    help="epochs of generations >= 2 (default: --epochs)")
     p.add_argument("--ensemble", choices=list(ENSEMBLES), default="product",
@@ -136,6 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
+    if a.gen2_videos is not None and a.gen2_videos < a.videos:
+        p.error(f"--gen2-videos {a.gen2_videos} must be >= --videos {a.videos} (it extends the same world)")
     if a.lr_schedule != "constant" and not a.epochs:
         p.error(f"--lr-schedule {a.lr_schedule} needs --epochs (the schedule's length)")
     try:
@@ -317,6 +323,23 @@ def _train_and_save(job: dict) -> str:
     return job["name"]
 
 
+def pool_videos(args: dict) -> int:
+    """The training-world videos a run rendered (``args``: its report's ``args``): the pool of
+    generations >= 2 (``--gen2-videos``), whose first ``--videos`` are generation 1's."""
+    if args.get("generations", 1) > 1:
+        return max(args["videos"], args.get("gen2_videos") or 0)
+    return args["videos"]
+
+
+def _covers(train_masks: Path, out: Path) -> bool:
+    """A cached student's masks of the training frames exist and cover every frame of the pool
+    later generations select from (``--gen2-videos`` may have grown it since)."""
+    if not train_masks.exists():
+        return False
+    pool = np.load(out / "data" / "all_images.npy", mmap_mode="r")
+    return len(np.load(train_masks, mmap_mode="r")) == len(pool)
+
+
 def _curve_epochs(a: argparse.Namespace) -> tuple[int, ...]:
     """The --eval-epochs before the last epoch (the last one is the student's own row)."""
     return tuple(e for e in a.eval_epochs if not a.epochs or e < a.epochs)
@@ -350,7 +373,7 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
         key = _cache_key(a, name, kw, gen, labels_digest)
         info_path = out / name / "info.json"
         if a.resume and info_path.exists() and json.loads(info_path.read_text()).get("key") == key \
-                and (not keep_train_masks or (out / name / "train.npy").exists()) \
+                and (not keep_train_masks or _covers(out / name / "train.npy", Path(a.out))) \
                 and all((out / name / f"heldout-e{e}.npy").exists() for e in _curve_epochs(a)):
             print(f"  {name}: generation {gen} cached in {out / name}", flush=True)
             continue
@@ -505,7 +528,8 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
                                               rows_k, label_j, gen < a.generations)
     rows.update({f"{k} (gen {gen})": v for k, v in rows_k.items()})
     trained.update({f"{k} (gen {gen})": v for k, v in trained_k.items()})
-    trained[f"generation {gen} selection"] = {"frames": int(len(keep)), "label_j": label_j,
+    trained[f"generation {gen} selection"] = {"frames": int(len(keep)), "pool": int(len(all_images)),
+                                              "label_j": label_j,
                                               "threshold": float(thr), "epochs": "", "seconds": 0.0}
     return label_j, train_masks
 
@@ -516,7 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.strip() for s in a.students.split(",") if s.strip()]
     overrides = json.loads(a.models)
     t_start = time.perf_counter()
-    train = make_split(a.preset, a.videos, a.train_seed, a.workers)
+    n_pool = pool_videos(vars(a))
+    pool = make_split(a.preset, n_pool, a.train_seed, a.workers)
+    train = pool[: a.videos]  # generation 1's videos: the teacher's selection sees only these
     held = make_split(a.preset, a.heldout_videos, a.heldout_seed, a.workers)
     t_data = time.perf_counter() - t_start
     from popdistill.teacher.selection import stratified_keep, stratified_thresholds, stratum_of
@@ -528,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     thr = float(np.min(thrs))
     frames = np.concatenate([v["frames"] for v in train])[keep]
     labels = np.concatenate([v["masks"] for v in train])[keep]
+    if n_pool > a.videos:
+        print(f"generations >= 2 select from {n_pool} videos ({n_pool - a.videos} that "
+              f"generation 1's selection never saw)", flush=True)
     starts = np.cumsum([0] + [len(v["scores"]) for v in train])
     kept_videos = sum(bool(keep[s:e].any()) for s, e in zip(starts[:-1], starts[1:]))
     if a.strata > 1:
@@ -551,11 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     _save(Path(a.out) / "gen-1" / "data", images=_chw(frames), targets=labels[:, None],
           index=np.flatnonzero(keep))
     if a.generations > 1:
-        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in train])), densities=densities)
+        _save(data, all_images=_chw(np.concatenate([v["frames"] for v in pool])),
+              densities=np.concatenate([v["densities"] for v in pool]))
     del frames, labels, held
     trained, train_masks = train_population(names, overrides, Path(a.out) / "gen-1" / "data", 1, h_videos,
                                             h_gt, a, rows, label_j, a.generations > 1)
-    all_gt = np.concatenate([v["labels"] for v in train]) if a.generations > 1 else None
+    all_gt = np.concatenate([v["labels"] for v in pool]) if a.generations > 1 else None
+    del pool, train
     gen_label_j = label_j
     for gen in range(2, a.generations + 1):
         gen_label_j, train_masks = next_generation(names, overrides, gen, train_masks, all_gt, h_videos,

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                                 *(run / "gen-1" / n / "train.npy" for n in names)] if not f.exists()]
     if missing:
         p.error(f"{missing[0]}: missing; rerun population_gpu.py --generations 2 into {run}")
-    train = pg.make_split(args["preset"], args["videos"], args["train_seed"], a.workers)
+    train = pg.make_split(args["preset"], pg.pool_videos(args), args["train_seed"], a.workers)
     held = pg.make_split(args["preset"], args["heldout_videos"], args["heldout_seed"], a.workers)
     c = clutter(np.load(run / "data" / "all_images.npy", mmap_mode="r"),
                 np.concatenate([v["labels"] for v in train]) > 0)

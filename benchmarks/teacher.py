@@ -11,7 +11,9 @@ Measures, on the embedded medium corpus (20 videos x 48 frames at 128 px, genera
    of the streaming pass (start-up of Ray itself excluded, actor start-up included);
 4. 1 vs 2 actors on the corpus x10;
 5. peak memory (PSS summed over the driver and every Ray process) while the pipeline runs on
-   the corpus x10 and x100 (the `repeat` reader option lists the corpus N times).
+   the corpus x10 and x100 (the `repeat` reader option lists the corpus N times);
+6. the cost of selection by edge-density strata (``selection.strata``): the edge density alone,
+   frames/s per core, and the selection pass (top 20 %) over the x10 store with 1 and 4 strata.
 Targets (issue 3): VideoPCA >= 2,000 frames/s per core; pipeline >= 0.8 x decode alone;
 2 actors >= 1.8 x 1 actor; memory flat from x10 to x100.
 """
@@ -97,6 +99,37 @@ def bench_videopca(world: Path) -> dict:
     return {"frames": n, "frames_per_s_per_core": n / wall, "frames_per_cpu_s": n / cpu}
 
 
+def bench_edge_density(world: Path) -> dict:
+    """``edge_density`` (one Sobel filter of the grey frame) per core, frames in memory."""
+    from popdistill.data.readers import create_reader
+    from popdistill.teacher.selection import edge_density
+
+    frames = [r.image for r in create_reader("davis", world)]
+    edge_density(frames[0])  # warm-up (imports)
+    t0 = time.perf_counter()
+    for f in frames:
+        edge_density(f)
+    return {"frames": len(frames), "frames_per_s_per_core": len(frames) / (time.perf_counter() - t0)}
+
+
+def bench_selection(store: Path, work: Path) -> list[dict]:
+    """The teacher's selection pass (top 20 %) over ``store``: corpus-wide, then by 4 edge-density
+    strata (the density computed in the Ray Data pass, and again in the filter for the frames
+    whose score lies between the strata's thresholds)."""
+    from popdistill.storage import RunPath
+    from popdistill.teacher.selection_ray import select_top
+
+    rows = []
+    for strata in (1, 4):
+        out = RunPath.of(str(work / f"selected-{strata}"))
+        t0 = time.perf_counter()
+        report = select_top(RunPath.of(str(store)), out, 0.2, strata)
+        rows.append({"strata": strata, "frames": report["total"], "kept": report["kept"],
+                     "seconds": time.perf_counter() - t0})
+        out.delete()
+    return rows
+
+
 class PeakMemory:
     """Samples the PSS of this process and all its descendants (Ray's processes) until stopped."""
 
@@ -130,7 +163,8 @@ class PeakMemory:
         self._thread.join()
 
 
-def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bool) -> dict:
+def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bool,
+                   selection: bool = False) -> dict:
     from popdistill.config import load
     from popdistill.teacher.pipeline import TeacherConfig, run_teacher
 
@@ -149,9 +183,11 @@ def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bo
     finally:
         if mem:
             mem.__exit__()
-    shutil.rmtree(out, ignore_errors=True)
     result = {"actors": actors, "repeat": repeat, "frames": report["frames_this_run"],
               "seconds": report["seconds"], "frames_per_s": report["frames_per_second"]}
+    if selection:
+        result["selection"] = bench_selection(Path(report["store"]), work)
+    shutil.rmtree(out, ignore_errors=True)
     if mem:
         result["peak_pss_mib"] = mem.peak / 2**20
     return result
@@ -174,15 +210,16 @@ def main() -> None:
     results["decode_h264"] = bench_decode_h264(world, work / "mp4")
     print("VideoPCA alone ...", flush=True)
     results["videopca"] = bench_videopca(world)
+    results["edge_density"] = bench_edge_density(world)
 
     from popdistill.ray_env import init_ray
 
     init_ray(num_cpus=os.cpu_count())
     runs = []
+    mid = 10 if 10 in scales else scales[-1]
     for scale in scales:
         print(f"pipeline, 2 actors, corpus x{scale} ...", flush=True)
-        runs.append(bench_pipeline(world, work, 2, scale, memory=scale > 1))
-    mid = 10 if 10 in scales else scales[-1]
+        runs.append(bench_pipeline(world, work, 2, scale, memory=scale > 1, selection=scale == mid))
     print(f"pipeline, 1 actor, corpus x{mid} ...", flush=True)
     runs.append(bench_pipeline(world, work, 1, mid, memory=False))
     results["pipeline"] = runs
@@ -194,10 +231,16 @@ def main() -> None:
     print(f"| decode alone, JPEG (DAVIS reader, 1 process) | {d['frames_per_s']:.0f} |")
     print(f"| decode alone, H.264 128 px (PyAV, 1 process) | {results['decode_h264']['frames_per_s']:.0f} |")
     print(f"| VideoPCA alone, per core (128 px) | {v['frames_per_s_per_core']:.0f} |")
+    print(f"| edge density alone (selection.strata), per core | {results['edge_density']['frames_per_s_per_core']:.0f} |")
     print("\n| pipeline run | frames | seconds | frames/s | peak PSS (MiB) |\n| --- | --- | --- | --- | --- |")
     for r in runs:
         mem = f"{r['peak_pss_mib']:.0f}" if "peak_pss_mib" in r else "-"
         print(f"| {r['actors']} actor(s), corpus x{r['repeat']} | {r['frames']} | {r['seconds']:.1f} | {r['frames_per_s']:.0f} | {mem} |")
+    sel = next(r["selection"] for r in runs if "selection" in r)
+    print(f"\n| selection pass, corpus x{mid}, top 20 % | frames | kept | seconds | frames/s |\n| --- | --- | --- | --- | --- |")
+    for r in sel:
+        print(f"| {r['strata']} strat{'um' if r['strata'] == 1 else 'a'} | {r['frames']} | {r['kept']} | "
+              f"{r['seconds']:.1f} | {r['frames'] / r['seconds']:.0f} |")
     two = next(r for r in runs if r["actors"] == 2 and r["repeat"] == mid)
     one = runs[-1]
     print(f"\n2 actors / 1 actor at x{mid}: {two['frames_per_s'] / one['frames_per_s']:.2f}x; "

@@ -263,7 +263,7 @@ def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[s
         frames_store = prev["frames_store"]
         ckpts = {n: t["checkpoint"] for n, t in prev["train"].items()}
         preds = run.step(f"{g}/predict", lambda: _predict(
-            run, ckpts, run.cfg.data, run.gen_root(k) / "predict", k))
+            run, ckpts, run.cfg.candidates_data(k), run.gen_root(k) / "predict", k))
         sel = run.step(f"{g}/select", lambda: _select(
             run, gen_run, k, preds, prev["evalseg"]["checkpoint"], frames_store,
             prev["teacher_selected"]))
@@ -350,6 +350,8 @@ def run_pipeline(cfg: RunConfig, log: Log = print) -> dict[str, Any]:
     try:
         data = {"train": run.step("data/train", lambda: ensure_data(cfg.data, log)),
                 "eval": run.step("data/eval", lambda: ensure_data(cfg.eval, log))}
+        if cfg.later_data is not None and cfg.generations > 1:
+            data["later"] = run.step("data/later", lambda: ensure_data(cfg.later_data, log))
         init_ray(cfg.resources.address, cfg.resources.num_cpus)
         baselines = run.step("eval/videopca", lambda: _heldout_baselines(run))
         generations: list[dict] = []

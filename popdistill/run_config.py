@@ -1,6 +1,7 @@
 """The one YAML config of a pipeline run (``popdistill run CONFIG``), validated before any work.
 
-Sections: ``data`` (training videos), ``eval`` (held-out evaluation videos, any reader format),
+Sections: ``data`` (training videos), ``later_data`` (optional: the unlabeled videos generations
+>= 2 select from, usually more than ``data``), ``eval`` (held-out evaluation videos, any reader format),
 ``teacher`` (fields of :class:`~popdistill.teacher.pipeline.TeacherConfig`), ``selection``,
 ``students``, ``training`` (fields of :class:`~popdistill.train.TrainConfig`), ``evalseg``
 (fields of :class:`~popdistill.train.evalseg.EvalSegTrainConfig`), ``generations``,
@@ -185,6 +186,10 @@ class RunConfig:
 
     data: DataConfig
     eval: DataConfig
+    # the videos generations >= 2 select from (None: ``data``): every generation-(k-1) student
+    # predicts each of their frames; usually ``data`` and more (the thesis: more unlabeled data
+    # grows more useful as the students grow stronger than their first teacher)
+    later_data: DataConfig | None = None
     out: str = "runs/run"
     name: str | None = None  # the MLflow parent run's name; default: the run directory's name
     generations: int = 2
@@ -205,6 +210,14 @@ class RunConfig:
             raise UserError("out: the run directory is required")
         if self.grid_frames < 0:
             raise UserError(f"grid_frames: must be >= 0, got {self.grid_frames}")
+        if self.later_data is not None and self.selection.with_teacher:
+            raise UserError("selection.with_teacher: generation 1's VideoPCA masks exist only for "
+                            "`data`'s frames, not for `later_data`'s; unset one of them "
+                            "(selection.keep_teacher works with later_data)")
+
+    def candidates_data(self, generation: int) -> DataConfig:
+        """The videos whose frames generation ``generation`` selects its labels from."""
+        return self.later_data if generation >= 2 and self.later_data is not None else self.data
 
     @property
     def run_name(self) -> str:

@@ -226,3 +226,42 @@ def test_a_killed_driver_resumes_after_its_last_finished_step(ray_session, world
         for r in table_to_records(pq.read_table(f)):
             if r.generation == 2:  # >= half its maximum, or zero (uint8 / 255 in the store)
                 assert r.mask[r.mask > 0].min() >= 0.5 * r.mask.max() - 0.01, (r.video, r.frame)
+
+
+@pytest.mark.slow  # ~3 min on an idle 2-core machine
+@pytest.mark.timeout(900)
+def test_generation_two_selects_from_later_data(ray_session, worlds, tmp_path):
+    """``later_data``: generation 1's students predict every frame of a larger world (the same
+    four videos and two more that the teacher never saw) and generation 2 selects among them;
+    ``selection.keep_teacher`` still adds generation 1's selected frames by (video, frame)."""
+    from popdistill.generations import run_pipeline
+
+    out = tmp_path / "run"
+    cfg = tiny_config(worlds, out)
+    more = {**cfg["data"]["world"], "videos": 6}  # the first four are `data`'s videos
+    cfg["later_data"] = {"path": str(worlds / "world-more"), "world": more}
+    cfg["selection"] = {"top": 0.5, "scorer": "agreement", "ensemble": "geomean", "keep_teacher": True}
+    cfg["training"]["epochs"] = 4  # students of a few steps may output no mask at all
+    run_pipeline(parse_run_config(cfg), log=lambda m: None)
+
+    steps = json.loads((out / "manifest.json").read_text())["steps"]
+    assert sorted(steps, key=lambda s: steps[s]["finished"]) == [*STEPS[:2], "data/later", *STEPS[2:]]
+    assert steps["data/later"]["result"]["path"] == str(worlds / "world-more")
+    train_videos = {r["video"] for r in _rows(steps["gen-1/teacher"]["result"]["store"])}
+    scored = _rows(out / "gen-2/selection/scored")
+    assert len(scored) == 6 * 12 and len(train_videos) == 4
+    new_videos = {r["video"] for r in scored} - train_videos
+    assert len(new_videos) == 2  # two videos generation 1's teacher never saw
+    sel = steps["gen-2/select"]["result"]
+    assert sum(sel["chosen"].values()) == sel["stats"]["selection/total"] == 6 * 12
+    rows2 = _rows(sel["selected"])
+    ours = [r for r in rows2 if r["generation"] == 2]
+    added = {(r["video"], r["frame"]) for r in rows2 if r["generation"] == 1}
+    assert len(ours) == sel["stats"]["selection/kept"] >= 1
+    assert min(r["score"] for r in ours) >= sel["threshold"]
+    gen1 = {(r["video"], r["frame"]) for r in _rows(steps["gen-1/teacher"]["result"]["selected"])}
+    assert added == gen1 - {(r["video"], r["frame"]) for r in ours}
+    # the kept frames are the top half of all 72 by the recorded scores (ties aside)
+    by_score = sorted(scored, key=lambda r: -r["score"])
+    assert {(r["video"], r["frame"]) for r in ours} >= {
+        (r["video"], r["frame"]) for r in by_score if r["score"] > sel["threshold"]}

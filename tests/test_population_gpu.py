@@ -127,6 +127,50 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert "cached in" not in log and log.count("2 epochs") == 2
 
 
+@pytest.mark.timeout(600)
+def test_later_generations_select_from_a_larger_pool_of_videos(tmp_path, capsys, monkeypatch):
+    """``--gen2-videos N``: generation 1 is taught by the teacher on the first ``--videos`` videos
+    only; its students predict every frame of N videos and generation 2 selects from all of them
+    (the pipeline's agreement rule recomputed here); a rerun reuses everything, a larger pool
+    retrains generation 1 (its masks no longer cover the pool); a smaller one is refused."""
+    bench = _benchmark(monkeypatch)
+    out = tmp_path / "pool"
+    args = ["--out", str(out), "--videos", "2", "--gen2-videos", "3", "--heldout-videos", "1",
+            "--students", "unet_tiny,fconv_tiny", "--epochs", "1", "--device", "cpu",
+            "--generations", "2", "--workers", "2", "--select-top", "0.3", "--gen2-top", "0.4",
+            "--ensemble", "geomean"]
+    assert bench.main(args) == 0
+    assert "generations >= 2 select from 3 videos (1 that" in capsys.readouterr().out
+    pool = np.load(out / "data" / "all_images.npy")
+    assert len(pool) == 3 * 48
+    assert np.load(out / "gen-1" / "data" / "index.npy").max() < 2 * 48  # the teacher's videos
+    names = ["unet_tiny", "fconv_tiny"]
+    masks = [np.load(out / "gen-1" / n / "train.npy") for n in names]
+    assert all(len(m) == len(pool) for m in masks)
+    _, score = bench.best_by_agreement(masks, "geomean")
+    keep = bench.kept_by_agreement(score, 0.4)[0]
+    assert (keep >= 2 * 48).any() and (keep < 2 * 48).any()  # the unseen video is in the pool
+    np.testing.assert_array_equal(np.load(out / "gen-2" / "data" / "images.npy"), pool[keep])
+    report = json.loads((out / "population_gpu.json").read_text())
+    assert report["students"]["generation 2 selection"]["pool"] == len(pool)
+    assert report["students"]["generation 2 selection"]["frames"] == len(keep)
+    # benchmarks/selection_coverage.py re-renders the whole pool
+    coverage = importlib.import_module("selection_coverage")
+    assert coverage.main([str(out), "--workers", "1"]) == 0
+    counts = {line.split(" | ")[0].lstrip("| "): int(line.split(" | ")[1]) for line in
+              capsys.readouterr().out.splitlines()[3:] if line.startswith("| ")}
+    assert counts["all training frames"] == len(pool)
+    assert bench.main(args) == 0
+    assert capsys.readouterr().out.count("cached in") == 4
+    bigger = ["4" if i and args[i - 1] == "--gen2-videos" else x for i, x in enumerate(args)]
+    assert bench.main(bigger) == 0
+    log = capsys.readouterr().out
+    assert "cached in" not in log and len(np.load(out / "gen-1" / "unet_tiny" / "train.npy")) == 4 * 48
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--videos", "3", "--gen2-videos", "2"])
+    assert "must be >= --videos 3" in capsys.readouterr().err
+
+
 @pytest.mark.timeout(300)
 def test_learning_curve_rows_are_the_students_of_that_many_epochs(tmp_path, monkeypatch):
     """``--eval-epochs``: the row '<student> @ E epochs' of a longer run is the student a run of E

@@ -34,6 +34,9 @@ BASE = {
 }
 
 
+BASE_CFG = parse_run_config(BASE)
+
+
 def with_(path: str, value) -> dict:
     """BASE with the dotted ``path`` set to ``value``."""
     data = copy.deepcopy(BASE)
@@ -100,10 +103,27 @@ def test_valid_config_builds_every_step_config():
         ("training.store", "x", "training.store: set by the pipeline"),
         ("data.world.preset", "extreme", "unknown world preset 'extreme'; valid presets: easy,"),
         ("generations", 0, "generations: must be >= 1"),
+        ("later_data.fromat", "davis", "unknown field 'later_data.fromat'; valid fields: format,"),
+        ("later_data.path", "", "later_data: path: the data set folder is required"),
     ],
 )
 def test_a_wrong_field_fails_with_its_dotted_name(path, value, expected):
     assert expected in error(with_(path, value))
+
+
+def test_later_generations_select_from_later_data_when_it_is_set():
+    assert [BASE_CFG.candidates_data(k).path for k in (1, 2, 3)] == ["data/train"] * 3
+    more = with_("later_data", {"path": "data/more", "world": {"preset": "medium", "videos": 8}})
+    cfg = parse_run_config(more)
+    assert [cfg.candidates_data(k).path for k in (1, 2, 3)] == ["data/train", "data/more", "data/more"]
+    assert cfg.later_data.format == "davis" and cfg.later_data.world["videos"] == 8
+    bad = with_("later_data", {"path": "data/more", "world": {"preset": "extreme"}})
+    assert "later_data: world: unknown world preset 'extreme'; valid presets: easy," in error(bad)
+    # the teacher's masks cover `data` only: they cannot be candidates for later_data's frames
+    more["selection"] = {"with_teacher": True}
+    assert "selection.with_teacher: generation 1's VideoPCA masks exist only for" in error(more)
+    more["selection"] = {"keep_teacher": True}
+    assert parse_run_config(more).selection.keep_teacher
 
 
 def test_missing_sections_and_file_errors_name_the_file(tmp_path):
