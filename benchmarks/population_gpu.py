@@ -28,7 +28,8 @@ training frame when a later generation needs them, ``info.json``); a rerun with 
 arguments reuses it, so a run stopped by a time limit (the device's per-command limit)
 continues where it stopped (``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
 the same device (small models leave an H100 mostly idle one at a time); on a CPU the cores are
-divided among the students still training, re-divided at each epoch. ``--eval-epochs 4,8``
+divided among the students still training, re-divided at each epoch (``--threads K`` fixes each
+student's threads instead, so a rerun gives the same numbers). ``--eval-epochs 4,8``
 also scores each student on the held-out frames after those epochs: a learning curve from one
 run (rows ``<student> @ 4 epochs``; the same student a 4-epoch run ends with, with a constant
 learning rate; ``--lr-schedule cosine`` anneals the rate towards zero over ``--epochs``).
@@ -133,6 +134,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(comma-separated, e.g. 4,8: a learning curve; rows '<student> @ E epochs')")
     p.add_argument("--parallel", type=int, default=1,
                    help="students trained at once, each in its own process sharing the device (1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per student, fixed for the whole run: results are then the "
+                        "same on every rerun (default: with --parallel, the cores divided among the "
+                        "students training at each epoch, which is faster but makes the floating-point "
+                        "results depend on timing)")
     p.add_argument("--fresh", dest="resume", action="store_false",
                    help="retrain every student; by default a student whose cached result in OUT "
                         "matches these arguments is reused, so a run cut off by a time limit "
@@ -142,6 +148,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.gen2_videos is not None and a.gen2_videos < a.videos:
         p.error(f"--gen2-videos {a.gen2_videos} must be >= --videos {a.videos} (it extends the same world)")
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads {a.threads} must be >= 1")
     if a.lr_schedule != "constant" and not a.epochs:
         p.error(f"--lr-schedule {a.lr_schedule} needs --epochs (the schedule's length)")
     try:
@@ -214,7 +222,7 @@ def train_student(name: str, kwargs: dict, images: torch.Tensor, masks: torch.Te
     t0, epoch, steps, losses = time.perf_counter(), 0, 0, []
     model.train()
     while (a.epochs and epoch < a.epochs) or (not a.epochs and time.perf_counter() - t0 < a.seconds):
-        _share_cores()
+        _share_cores(a.threads)
         if a.epochs:
             set_lr(opt, base_lrs, lr_factor(a.lr_schedule, epoch, a.epochs))
         order = torch.randperm(n, generator=gen)
@@ -276,10 +284,13 @@ def _init_pool(running) -> None:
     _RUNNING = running
 
 
-def _share_cores() -> None:
-    """In a --parallel pool process: this student's threads, the CPU cores divided among the
-    students training now (the last one left gets them all)."""
-    if _RUNNING is not None:
+def _share_cores(threads: int | None = None) -> None:
+    """This student's CPU threads: ``threads`` (``--threads``) when given; otherwise, in a
+    --parallel pool process, the CPU cores divided among the students training now (the last
+    one left gets them all)."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif _RUNNING is not None:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // max(1, _RUNNING.value)))
 
 

@@ -216,6 +216,36 @@ def test_parallel_students_share_the_cores(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_fixed_threads_make_a_parallel_run_reproducible(tmp_path, monkeypatch):
+    """``--threads``: each student keeps the same number of threads for the whole run, so two
+    fresh runs of the same command give the same masks; the thread count itself changes the
+    floating-point results (which is why the default, re-dividing the cores as students finish,
+    is not reproducible)."""
+    import torch
+
+    bench = _benchmark(monkeypatch)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(bench, "_RUNNING", None)
+    bench._share_cores(3)
+    assert torch.get_num_threads() == 3
+    torch.set_num_threads(before)
+    args = ["--videos", "2", "--heldout-videos", "1", "--students", "unet_tiny,fconv_tiny",
+            "--epochs", "2", "--device", "cpu", "--workers", "2", "--select-top", "0.5", "--fresh"]
+    runs = {"a": ("--parallel", "2", "--threads", "1"), "b": ("--parallel", "2", "--threads", "1"),
+            "c": ("--parallel", "1", "--threads", "2")}
+    try:
+        for run, extra in runs.items():
+            assert bench.main(["--out", str(tmp_path / run), *args, *extra]) == 0
+    finally:
+        torch.set_num_threads(before)
+    for s in ("unet_tiny", "fconv_tiny"):
+        a, b, c = (np.load(tmp_path / r / "gen-1" / s / "heldout.npy") for r in "abc")
+        assert np.array_equal(a, b)
+        assert np.abs(a.astype(np.float32) - c).max() > 0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--threads", "0"])
+
+
 def test_cosine_schedule_sets_each_epochs_rate_and_its_own_cache_key(monkeypatch):
     """``--lr-schedule cosine``: each epoch's rate is the configured one x ``lr_factor``; constant-rate
     runs keep the cache keys they had before the option; a schedule needs ``--epochs``."""
