@@ -1,0 +1,68 @@
+"""benchmarks/generation_gain.py: generation 2 against generation 1 over several runs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _report(folder: Path, seed: int, js: dict[int, list[float]], **args) -> Path:
+    """A population_gpu.json with two students; ``js[k]``: their held-out J in generation k."""
+    table = {"teacher (VideoPCA, held-out)": {"P": 0.9, "J": 0.30, "CorLoc": 0.5}}
+    means = {}
+    for k, (a, b) in js.items():
+        suffix = "" if k == 1 else f" (gen {k})"
+        table["a" + suffix], table["b" + suffix] = {"J": a}, {"J": b}
+        means[f"generation {k}"] = {"P": 0.9 + k / 100, "J": (a + b) / 2, "CorLoc": 0.5 + k / 10}
+    folder.mkdir()
+    (folder / "population_gpu.json").write_text(json.dumps({
+        "args": {"students": "a,b", "seed": seed, "out": str(folder), "parallel": seed + 1, **args},
+        "table": table, "student_means": means}))
+    return folder
+
+
+def _gain(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("generation_gain")
+
+
+def test_paired_gains_over_runs(tmp_path, capsys, monkeypatch):
+    gain = _gain(monkeypatch)
+    runs = [_report(tmp_path / "s0", 0, {1: [0.40, 0.36], 2: [0.42, 0.38]}),
+            _report(tmp_path / "s1", 1, {1: [0.40, 0.30], 2: [0.38, 0.36]})]
+    assert gain.main([str(r) for r in runs] + ["--json", str(tmp_path / "g.json")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out.splitlines()
+            if line.startswith("| 2 - 1")}
+    # mean J gains: +0.02 and +0.02; student a: +0.02 and -0.02; student b: +0.02 and +0.06
+    assert rows["2 - 1, J: students' mean"][1:3] == ["2", "+0.0200"]
+    assert rows["2 - 1, J: students' mean"][5].startswith("2 of 2")
+    assert float(rows["2 - 1, J: a"][2]) == pytest.approx(0.0) and rows["2 - 1, J: a"][5].startswith("1 of 2")
+    assert float(rows["2 - 1, J: b"][2]) == pytest.approx(0.04)
+    assert float(rows["2 - 1, J: b"][3]) == pytest.approx(0.0283, abs=1e-4)  # sd of 0.02, 0.06
+    assert float(rows["2 - 1, CorLoc: students' mean"][2]) == pytest.approx(0.1)
+    # s1 generation 1's student b (0.30) does not beat the teacher (0.30); s0's do
+    lines = [line for line in out.splitlines() if line.startswith(f"| {runs[1]} | 1 | 1 |")]
+    assert len(lines) == 1 and "| no (teacher 0.300) |" in lines[0]
+    assert "| yes (teacher 0.300) |" in next(line for line in out.splitlines() if line.startswith(f"| {runs[0]} | 0 | 1 |"))
+    assert "differ" not in out  # seed, out and parallel do not count
+    saved = json.loads((tmp_path / "g.json").read_text())
+    assert saved["rows"][1]["generations"]["2"]["students"] == {"a": 0.38, "b": 0.36}
+
+
+def test_unlike_runs_are_named_and_bad_folders_refused(tmp_path, capsys, monkeypatch):
+    gain = _gain(monkeypatch)
+    s0 = _report(tmp_path / "s0", 0, {1: [0.4, 0.4], 2: [0.4, 0.4]}, epochs=8)
+    s1 = _report(tmp_path / "s1", 1, {1: [0.4, 0.4], 2: [0.4, 0.4]}, epochs=4)
+    assert gain.main([str(s0), str(s1)]) == 0
+    assert "epochs = [8, 4]" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no report"):
+        gain.main([str(tmp_path / "missing")])
+    one = _report(tmp_path / "one", 0, {1: [0.4, 0.4]})
+    with pytest.raises(SystemExit, match="one generation only"):
+        gain.main([str(one)])
