@@ -9,7 +9,13 @@ standard error, and in how many runs it is positive. Runs whose arguments differ
 ``--seed``/``--out`` (and the resume, worker and parallelism settings, which do not change what
 is trained) are named, so one does not average unlike runs by mistake.
 
+``--bootstrap B`` adds the other source of noise, the choice of held-out videos: it re-renders
+the held-out world, scores each student's cached held-out masks per video, and resamples the
+videos B times (the same draw for every run) for a 95 % interval of each run's gain in the
+students' mean J and of the gain averaged over the runs.
+
     .venv/bin/python benchmarks/generation_gain.py runs/s0_strat runs/s1_strat runs/s2_det runs/s3_det
+    .venv/bin/python benchmarks/generation_gain.py --bootstrap 2000 runs/s1_strat runs/s2_det
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import json
 import math
 import sys
 from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # arguments that do not change what a run trains or measures
 _IGNORED = {"out", "seed", "resume", "workers", "parallel", "threads"}
@@ -68,6 +78,56 @@ def differing_args(reports: dict[str, dict]) -> dict[str, list]:
             if len({json.dumps(r["args"].get(k), sort_keys=True) for r in reports.values()}) > 1}
 
 
+def per_video_j(folder: Path, report: dict, k: int, gt: np.ndarray, videos: list[str]) -> np.ndarray:
+    """Students x videos: each student's held-out J per video in generation ``k``, from its
+    cached masks (``gen-k/<student>/heldout.npy``); ``gt``: the held-out object-id images."""
+    from popdistill.evaluate.metrics import Evaluator
+
+    out = []
+    for name in students(report):
+        path = folder / f"gen-{k}" / name / "heldout.npy"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing; --bootstrap needs the run's cached held-out masks")
+        masks = np.load(path)
+        if len(masks) != len(gt):
+            raise SystemExit(f"{path}: {len(masks)} masks for {len(gt)} held-out frames")
+        ev = Evaluator()
+        for v, m, lab in zip(videos, masks, gt):
+            ev.add(v, m.astype(np.float32), lab > 0)
+        out.append([m["J"] for m in ev.per_video().values()])
+    return np.asarray(out)
+
+
+def video_gains(folders: list[Path], reports: list[dict], workers: int) -> tuple[list[str], np.ndarray]:
+    """Runs x videos: generation 2's gain over generation 1 in the students' mean J per held-out
+    video (the runs must share the held-out world)."""
+    import population_gpu as pg
+
+    worlds = {(r["args"]["preset"], r["args"]["heldout_videos"], r["args"]["heldout_seed"]) for r in reports}
+    if len(worlds) > 1:
+        raise SystemExit(f"--bootstrap needs one held-out world; these runs have {sorted(worlds)}")
+    held = pg.make_split(*worlds.pop(), workers)
+    videos = [v["video"] for v in held for _ in range(len(v["frames"]))]
+    gt = np.concatenate([v["labels"] for v in held])
+    gains = [per_video_j(f, r, 2, gt, videos).mean(0) - per_video_j(f, r, 1, gt, videos).mean(0)
+             for f, r in zip(folders, reports)]
+    return sorted(set(videos)), np.asarray(gains)
+
+
+def bootstrap(gains: np.ndarray, draws: int, seed: int = 0) -> dict:
+    """95 % intervals of each run's mean gain over videos and of the runs' average, resampling
+    the videos (the same draws for every run: they share the held-out videos)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, gains.shape[1], size=(draws, gains.shape[1]))
+    per_run = gains[:, idx].mean(axis=2)  # runs x draws
+    pooled = per_run.mean(axis=0)
+    return {"runs": [{"mean": float(g.mean()), "low": float(np.quantile(d, 0.025)),
+                      "high": float(np.quantile(d, 0.975))} for g, d in zip(gains, per_run)],
+            "pooled": {"mean": float(gains.mean()), "low": float(np.quantile(pooled, 0.025)),
+                       "high": float(np.quantile(pooled, 0.975)), "share_positive": float((pooled > 0).mean())},
+            "draws": draws, "videos": int(gains.shape[1])}
+
+
 def render(rows: list[dict], differing: dict) -> str:
     names = list(rows[0]["generations"][1]["students"])
     gens = sorted(set.intersection(*(set(r["generations"]) for r in rows)))
@@ -100,6 +160,10 @@ def render(rows: list[dict], differing: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="population_gpu.py --out folders with --generations >= 2")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="also resample the held-out videos B times for 95 %% intervals of the gain "
+                        "in the students' mean J (re-renders the held-out world; 0: off)")
+    p.add_argument("--workers", type=int, default=1, help="processes re-rendering the held-out world (1)")
     p.add_argument("--json", type=Path, help="also write the rows and the summaries here")
     a = p.parse_args(argv)
     reports = {str(run): load_run(run) for run in a.runs}
@@ -109,8 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = [run_row(name, r) for name, r in reports.items()]
     differing = differing_args(reports)
     print(render(rows, differing))
+    saved = {"rows": rows, "differing_args": differing}
+    if a.bootstrap:
+        _, gains = video_gains(list(a.runs), list(reports.values()), a.workers)
+        saved["bootstrap"] = b = bootstrap(gains, a.bootstrap)
+        print(f"\n| generation 2 - 1, students' mean J, {b['videos']} held-out videos resampled {a.bootstrap} "
+              "times | gain | 95 % interval |\n|---|---|---|")
+        for name, r in zip(reports, b["runs"]):
+            print(f"| {name} | {r['mean']:+.4f} | {r['low']:+.4f} .. {r['high']:+.4f} |")
+        q = b["pooled"]
+        print(f"| mean of the {len(gains)} runs | {q['mean']:+.4f} | {q['low']:+.4f} .. {q['high']:+.4f} "
+              f"(> 0 in {100 * q['share_positive']:.1f} % of draws) |")
     if a.json:
-        a.json.write_text(json.dumps({"rows": rows, "differing_args": differing}, indent=1))
+        a.json.write_text(json.dumps(saved, indent=1))
     return 0
 
 

@@ -66,3 +66,17 @@ def test_unlike_runs_are_named_and_bad_folders_refused(tmp_path, capsys, monkeyp
     one = _report(tmp_path / "one", 0, {1: [0.4, 0.4]})
     with pytest.raises(SystemExit, match="one generation only"):
         gain.main([str(one)])
+
+
+def test_bootstrap_resamples_videos_jointly(monkeypatch):
+    """Each run's interval comes from resampling its videos; the pooled one resamples the same
+    videos for every run, so two runs with opposite gains per video pool to zero in every draw."""
+    import numpy as np
+
+    gain = _gain(monkeypatch)
+    gains = np.array([[0.1, -0.1, 0.3, 0.1], [-0.1, 0.1, -0.3, -0.1]])
+    b = gain.bootstrap(gains, 500)
+    assert b["runs"][0]["mean"] == pytest.approx(0.1) and b["runs"][1]["mean"] == pytest.approx(-0.1)
+    assert -0.1 <= b["runs"][0]["low"] < 0.1 < b["runs"][0]["high"] <= 0.3
+    assert b["pooled"]["low"] == pytest.approx(0.0) and b["pooled"]["high"] == pytest.approx(0.0)
+    assert b["pooled"]["share_positive"] < 0.5 and (b["draws"], b["videos"]) == (500, 4)

@@ -58,6 +58,14 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     product = table["agreement (product), top 0.3"]
     assert (int(product[1]), float(product[3])) == (gen2["frames"], pytest.approx(gen2["label_j"], abs=1e-3))
     assert "agreement (geomean), top 0.3" in table
+    # benchmarks/generation_gain.py --bootstrap scores the cached held-out masks per video: with
+    # equal frames per video their mean gain is the report's gain in the students' mean J
+    gain = importlib.import_module("generation_gain")
+    assert gain.main([str(out), "--bootstrap", "50", "--json", str(tmp_path / "gain.json")]) == 0
+    boot = json.loads((tmp_path / "gain.json").read_text())["bootstrap"]
+    means = first["student_means"]
+    assert boot["runs"][0]["mean"] == pytest.approx(means["generation 2"]["J"] - means["generation 1"]["J"], abs=1e-6)
+    assert boot["videos"] == 1 and boot["runs"][0]["low"] == pytest.approx(boot["runs"][0]["high"])
     # generation 2 selected by the geometric mean: generation 1 is reused, generation 2 retrained
     assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2"]) == 0
     log = capsys.readouterr().out
