@@ -98,7 +98,7 @@ def per_video_j(folder: Path, report: dict, k: int, gt: np.ndarray, videos: list
     return np.asarray(out)
 
 
-def video_gains(folders: list[Path], reports: list[dict], workers: int) -> tuple[list[str], np.ndarray]:
+def video_gains(folders: list[Path], reports: list[dict], workers: int) -> np.ndarray:
     """Runs x videos: generation 2's gain over generation 1 in the students' mean J per held-out
     video (the runs must share the held-out world)."""
     import population_gpu as pg
@@ -111,7 +111,7 @@ def video_gains(folders: list[Path], reports: list[dict], workers: int) -> tuple
     gt = np.concatenate([v["labels"] for v in held])
     gains = [per_video_j(f, r, 2, gt, videos).mean(0) - per_video_j(f, r, 1, gt, videos).mean(0)
              for f, r in zip(folders, reports)]
-    return sorted(set(videos)), np.asarray(gains)
+    return np.asarray(gains)
 
 
 def bootstrap(gains: np.ndarray, draws: int, seed: int = 0) -> dict:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(rows, differing))
     saved = {"rows": rows, "differing_args": differing}
     if a.bootstrap:
-        _, gains = video_gains(list(a.runs), list(reports.values()), a.workers)
+        gains = video_gains(list(a.runs), list(reports.values()), a.workers)
         saved["bootstrap"] = b = bootstrap(gains, a.bootstrap)
         print(f"\n| generation 2 - 1, students' mean J, {b['videos']} held-out videos resampled {a.bootstrap} "
               "times | gain | 95 % interval |\n|---|---|---|")

@@ -134,7 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(comma-separated, e.g. 4,8: a learning curve; rows '<student> @ E epochs')")
     p.add_argument("--parallel", type=int, default=1,
                    help="students trained at once, each in its own process sharing the device (1)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive, default=None,
                    help="CPU threads per student, fixed for the whole run: results are then the "
                         "same on every rerun (default: with --parallel, the cores divided among the "
                         "students training at each epoch, which is faster but makes the floating-point "
@@ -148,8 +148,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.gen2_videos is not None and a.gen2_videos < a.videos:
         p.error(f"--gen2-videos {a.gen2_videos} must be >= --videos {a.videos} (it extends the same world)")
-    if a.threads is not None and a.threads < 1:
-        p.error(f"--threads {a.threads} must be >= 1")
     if a.lr_schedule != "constant" and not a.epochs:
         p.error(f"--lr-schedule {a.lr_schedule} needs --epochs (the schedule's length)")
     try:
