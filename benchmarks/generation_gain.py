@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -64,11 +63,10 @@ def run_row(name: str, report: dict) -> dict:
 
 def summary(gains: list[float]) -> dict:
     """Mean, sample standard deviation, standard error and number of positive gains."""
-    n = len(gains)
-    mean = sum(gains) / n
-    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1)) if n > 1 else float("nan")
-    return {"n": n, "mean": mean, "sd": sd, "se": sd / math.sqrt(n) if n > 1 else float("nan"),
-            "positive": sum(g > 0 for g in gains)}
+    g = np.asarray(gains, np.float64)
+    sd = float(g.std(ddof=1)) if g.size > 1 else float("nan")
+    return {"n": g.size, "mean": float(g.mean()), "sd": sd, "se": sd / np.sqrt(g.size),
+            "positive": int((g > 0).sum())}
 
 
 def differing_args(reports: dict[str, dict]) -> dict[str, list]:
