@@ -76,6 +76,7 @@ def _epoch_list(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from popdistill.pipeline.rescore import LABELS
     from popdistill.students.multinet import ENSEMBLES
     from popdistill.train.config import LR_SCHEDULES
     from popdistill.train.ema import validate_decay
@@ -119,6 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ensemble", choices=list(ENSEMBLES), default="product",
                    help="agreement of generations >= 2: cosine of each mask to the students' Multi-Net "
                         "product (the thesis) or to its n-th root, the geometric mean")
+    p.add_argument("--gen2-labels", choices=LABELS, default="best",
+                   help="labels of generations >= 2 on the selected frames: 'best', the best "
+                        "student's soft mask by agreement (the thesis); 'multinet', the students' "
+                        "ensemble mask (--ensemble); 'multinet-binary', the ensemble binarised "
+                        "(geometric mean >= 0.5, i.e. product >= 0.5^n), a mask without the "
+                        "students' faint halo")
     p.add_argument("--label-support", action="store_true",
                    help="generations >= 2: zero each label mask outside its hysteresis support "
                         "(>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last step) before training")
@@ -425,6 +432,29 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
     return trained, train_masks
 
 
+def gen2_labels(masks: list[np.ndarray], keep: np.ndarray, best: np.ndarray, size: tuple[int, int],
+                rule: str = "best", ensemble: str = "product") -> np.ndarray:
+    """Labels (len(keep) x H x W, float32 at ``size``) of the frames ``keep`` from the previous
+    generation's ``masks`` (one N x h x w array per student): ``best``, each frame's best student
+    (``best``: its index per frame); otherwise the pipeline's ``ensemble_labels`` of all of them
+    (``multinet``: the ensemble mask; ``multinet-binary``: its geometric mean >= 0.5)."""
+    from popdistill.pipeline.rescore import LABELS, ensemble_labels
+    from popdistill.students.base import resize_to
+
+    if rule not in LABELS:
+        raise ValueError(f"gen2 labels: {rule!r} is not one of {', '.join(LABELS)}")
+    out = np.empty((len(keep),) + tuple(size), np.float32)
+    for s in range(0, len(keep), 512):
+        idx = keep[s : s + 512]
+        if rule == "best":
+            part = torch.from_numpy(np.stack([np.asarray(masks[best[i]][i], np.float32) for i in idx]))[:, None]
+            out[s : s + len(idx)] = resize_to(part, size)[:, 0].numpy()
+        else:  # each student's masks at the frames' size first: a binary label stays binary
+            each = [resize_to(torch.from_numpy(np.asarray(m[idx], np.float32))[:, None], size) for m in masks]
+            out[s : s + len(idx)] = ensemble_labels(each, rule, ensemble).numpy()
+    return out
+
+
 def best_by_agreement(masks: list[np.ndarray], ensemble: str) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's best student and its score by the pipeline's ``agreement`` (``masks``: one
     N x h x w array per student, memory-mapped is fine); an empty mask scores 0, as in the
@@ -503,7 +533,6 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
     info go into ``rows`` / ``trained`` with the suffix `` (gen K)``. Returns its label J and,
     when a later generation follows, its students' masks of every training frame."""
     from popdistill.pipeline.rescore import label_support
-    from popdistill.students.base import resize_to
 
     all_images = np.load(Path(a.out) / "data" / "all_images.npy", mmap_mode="r")
     best, best_score = best_by_agreement([prev_masks[n] for n in names], a.ensemble)
@@ -512,8 +541,7 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
                                   densities, a.strata)
     chosen, n_agree = {n: int((best[keep] == k).sum()) for k, n in enumerate(names)}, len(keep)
     size = tuple(all_images.shape[-2:])
-    labels = np.stack([resize_to(torch.from_numpy(np.array(prev_masks[names[best[i]]][i], np.float32))
-                                 [None, None], size)[0, 0].numpy() for i in keep])
+    labels = gen2_labels([prev_masks[n] for n in names], keep, best, size, a.gen2_labels, a.ensemble)
     if a.label_support:
         labels = label_support(labels)
     if a.keep_teacher:  # generation 1's selected frames the agreement left out, VideoPCA's masks
@@ -524,10 +552,11 @@ def next_generation(names, overrides, gen: int, prev_masks: dict, all_gt: np.nda
         keep = np.concatenate([keep, t_index[extra]])
         print(f"generation {gen}: + {len(extra)} of generation 1's selected frames (--keep-teacher)",
               flush=True)
-    label_j = evaluate(["train"] * len(keep), labels, all_gt[keep])["J"]
+    label_m = evaluate(["train"] * len(keep), labels, all_gt[keep])
+    label_j = label_m["J"]
     print(f"generation {gen}: selected {n_agree} of {len(all_images)} frames by agreement "
-          f"({a.ensemble}), label J {label_j:.3f} (generation {gen - 1}'s: {prev_label_j:.3f}); best "
-          f"masks from {chosen}", flush=True)
+          f"({a.ensemble}), labels {a.gen2_labels}: J {label_j:.3f} (generation {gen - 1}'s: "
+          f"{prev_label_j:.3f}), P {label_m['P']:.3f}; best masks from {chosen}", flush=True)
     data_dir = Path(a.out) / f"gen-{gen}" / "data"
     _save(data_dir, images=np.ascontiguousarray(all_images[keep]), targets=labels[:, None])
     del labels

@@ -25,7 +25,7 @@ from typing import Any
 
 from popdistill.errors import UserError
 from popdistill.pipeline.manifest import RESUMABLE_CHANGES, Manifest
-from popdistill.run_config import DataConfig, RunConfig, resolved, world_config
+from popdistill.run_config import DataConfig, RunConfig, resolved, section_defaults, world_config
 from popdistill.storage import RunPath
 
 __all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]
@@ -57,7 +57,7 @@ class _Run:
         self.cfg, self.log = cfg, log
         self.root = RunPath.of(cfg.out).mkdir()
         self.manifest = Manifest(self.root)
-        self.manifest.bind_config(resolved(cfg))
+        self.manifest.bind_config(resolved(cfg), section_defaults())
         self.tracker = create_tracker(self.root.uri, cfg.tracking)
         # MLflow params are fixed per run: the sections a resumed run may change are tags.
         config = resolved(cfg)
@@ -135,7 +135,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
     root = run.gen_root(k) / "selection"
     scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
                                  scorer=sel.scorer, ensemble=sel.ensemble,
-                                 support=sel.support)
+                                 support=sel.support, labels=sel.labels)
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
                               sel.threshold, scored["densities"], sel.strata)
     scores = np.asarray(scored["scores"], np.float64)
@@ -162,7 +162,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
             + (f" or scores below selection.threshold {sel.threshold}" if sel.threshold else "")
             + f"; train generation {k - 1} longer or set selection.with_teacher")
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
-    how = sel.ensemble + (",support" if sel.support else "") + (",keep_teacher" if sel.keep_teacher else "")
+    how = sel.ensemble + ("" if sel.labels == "best" else f",{sel.labels}") + (",support" if sel.support else "") + (",keep_teacher" if sel.keep_teacher else "")
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
             "teacher": f"{sel.scorer}({how})+{source}", "chosen": scored["chosen"]}
 

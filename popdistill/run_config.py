@@ -98,7 +98,11 @@ class SelectionConfig:
     target). ``support``: each kept mask of generation k >= 2 is zeroed outside its
     hysteresis support (>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last
     step) before it becomes a label, so the next generation does not learn the students'
-    faint halo (:func:`popdistill.pipeline.rescore.label_support`). ``keep_teacher``: generation k >= 2
+    faint halo (:func:`popdistill.pipeline.rescore.label_support`). ``labels``: what a kept
+    frame of generation k >= 2 trains on: ``best``, its best-scored mask (the thesis);
+    ``multinet``, all the candidates' ``ensemble`` mask of that frame; ``multinet-binary``, that
+    mask binarised (geometric mean >= 0.5), which carries no faint halo at all
+    (:func:`popdistill.pipeline.rescore.ensemble_labels`). ``keep_teacher``: generation k >= 2
     also trains on generation 1's selected frames that its own selection left out, with their
     VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`). ``strata``: with
     K > 1, every generation keeps the ``top`` fraction within each of K equal-count strata of
@@ -114,6 +118,8 @@ class SelectionConfig:
     # popdistill.students.multinet.ENSEMBLES, spelt out: this module does not import torch
     ensemble: str = choice("product", ["product", "geomean"])
     support: bool = False
+    # popdistill.pipeline.rescore.LABELS, spelt out likewise
+    labels: str = choice("best", ["best", "multinet", "multinet-binary"])
     keep_teacher: bool = False
     strata: int = 1
 
@@ -318,3 +324,11 @@ def load_run_config(path: str | Path, out: str | None = None) -> RunConfig:
 def resolved(cfg: RunConfig) -> dict[str, Any]:
     """The config as plain values (MLflow params, report.json, the manifest)."""
     return dataclasses.asdict(cfg)
+
+
+def section_defaults() -> dict[str, dict[str, Any]]:
+    """Each section with a dataclass of defaults -> its fields' defaults: what a run directory
+    written before a field existed is taken to have used (:meth:`Manifest.bind_config`)."""
+    made = {f.name: f.default_factory() for f in dataclasses.fields(RunConfig)
+            if f.default_factory is not dataclasses.MISSING}
+    return {name: dataclasses.asdict(value) for name, value in made.items() if dataclasses.is_dataclass(value)}

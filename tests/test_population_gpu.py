@@ -50,7 +50,7 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     # benchmarks/gen2_labels.py re-renders the training world and scores the same selections
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     labels = importlib.import_module("gen2_labels")
-    assert labels.main([str(out), "--tops", "0.3", "--workers", "1"]) == 0
+    assert labels.main([str(out), "--tops", "0.3", "--workers", "1", "--labels", "best,multinet-binary"]) == 0
     table = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in
              capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
     assert float(table["generation 1: VideoPCA, top 0.3"][3]) == pytest.approx(first["label_j"], abs=1e-3)
@@ -58,6 +58,8 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     product = table["agreement (product), top 0.3"]
     assert (int(product[1]), float(product[3])) == (gen2["frames"], pytest.approx(gen2["label_j"], abs=1e-3))
     assert "agreement (geomean), top 0.3" in table
+    binary = table["agreement (geomean), top 0.3: multinet-binary"]
+    assert binary[1] == table["agreement (geomean), top 0.3"][1] and 0.0 <= float(binary[3]) <= 1.0
     # benchmarks/generation_gain.py --bootstrap scores the cached held-out masks per video: with
     # equal frames per video their mean gain is the report's gain in the students' mean J
     gain = importlib.import_module("generation_gain")
@@ -126,8 +128,17 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
         for s in ("unet_tiny", "fconv_tiny"):
             assert table[f"pg gen {gen} {s}"][4] == pytest.approx(report[s + suffix]["J"], abs=6e-4)
             assert all(0.0 <= j <= 1.0 for j in table[f"pg gen {gen} {s}"])
+    # generation 2 trained on the students' binarised ensemble instead (--gen2-labels)
+    assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2",
+                       "--keep-teacher", "--gen2-labels", "multinet-binary"]) == 0
+    log = capsys.readouterr().out
+    assert log.count("cached in") == 2 and "labels multinet-binary: J" in log
+    targets = np.load(out / "gen-2" / "data" / "targets.npy")[:, 0]
+    assert len(targets) == frames and set(np.unique(targets[:-added])) == {0.0, 1.0}
     with pytest.raises(SystemExit):
         bench.parse_args(["--generations", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--gen2-labels", "soft"])
     capsys.readouterr()
     # other training arguments: the cache does not match, the students are trained again
     assert bench.main([*args, "--epochs", "2", "--generations", "1"]) == 0
@@ -311,3 +322,24 @@ def test_strata_keep_the_top_of_each_edge_density_stratum_by_agreement(monkeypat
     assert bench.parse_args(["--strata", "4"]).strata == 4
     with pytest.raises(SystemExit):
         bench.parse_args(["--strata", "0"])
+
+
+def test_gen2_labels_are_the_best_mask_or_the_students_ensemble(monkeypatch):
+    """--gen2-labels: each kept frame's label from the previous generation's cached masks (two
+    at 16 px, one at 8 px, as a LowRes-like student), resized to the frames' size."""
+    bench = _benchmark(monkeypatch)
+    a = np.full((3, 16, 16), 0.9, np.float32)
+    b = np.full((3, 16, 16), 0.4, np.float32)
+    c = np.full((3, 8, 8), 0.2, np.float32)
+    keep, best = np.array([2, 0]), np.array([1, 0, 0])
+    labels = {rule: bench.gen2_labels([a, b, c], keep, best, (32, 32), rule, "product")
+              for rule in ("best", "multinet", "multinet-binary")}
+    assert all(v.shape == (2, 32, 32) and v.dtype == np.float32 for v in labels.values())
+    assert np.allclose(labels["best"][0], 0.9) and np.allclose(labels["best"][1], 0.4)  # frames 2, 0
+    assert np.allclose(labels["multinet"], 0.9 * 0.4 * 0.2)  # the product
+    assert np.array_equal(labels["multinet-binary"], np.zeros((2, 32, 32)))  # geomean 0.42 < 0.5
+    b[:] = 0.7  # geomean (0.9 * 0.7 * 0.2) ** (1/3) = 0.501: just above 0.5
+    assert np.array_equal(bench.gen2_labels([a, b, c], keep, best, (32, 32), "multinet-binary"),
+                          np.ones((2, 32, 32)))
+    with pytest.raises(ValueError, match="'vote' is not one of best, multinet, multinet-binary"):
+        bench.gen2_labels([a, b, c], keep, best, (32, 32), "vote")

@@ -244,3 +244,51 @@ def test_strata_keep_the_best_frames_of_plain_and_cluttered_backgrounds(tmp_path
     assert kept_by_rule(scored["scores"], scored["densities"], rule).sum() == 4
     # a fixed threshold ignores strata
     assert selection_rule(scored["scores"], 0.5, 0.7, scored["densities"], 2)[1].tolist() == [0.7]
+
+
+def _halo(mask: np.ndarray, level: float) -> np.ndarray:
+    """A student's soft mask with a faint halo: 0.9 on ``mask``, ``level`` on a 3-pixel ring
+    around it, 0.02 elsewhere."""
+    from skimage.morphology import dilation, disk
+
+    ring = dilation(mask, disk(3)) & ~mask
+    return np.where(mask, 0.9, np.where(ring, level, 0.02)).astype(np.float32)
+
+
+@pytest.mark.parametrize("labels", ["best", "multinet", "multinet-binary"])
+def test_ensemble_labels_drop_the_students_halo_and_keep_the_selection(tmp_path, labels):
+    """selection.labels: the written label is the best mask (halo and all), the students'
+    ensemble, or the ensemble binarised; the score, hence what is selected, does not change."""
+    frames = square_records(4, size=32, seed=11, video="v")
+    stores = {}
+    for name, level in (("a", 0.3), ("b", 0.4), ("c", 0.2)):
+        recs = copy.deepcopy(frames)
+        for r in recs:
+            r.mask = _halo(r.gt_mask, level)
+        stores[name] = str(write_store(tmp_path / name / "v", recs, files=1).parent)
+    by_best = rescore_predictions(stores, "-", RunPath.of(str(tmp_path / "best")), 2,
+                                  scorer="agreement", ensemble="geomean", log=lambda _: None)
+    scored = rescore_predictions(stores, "-", RunPath.of(str(tmp_path / labels)), 2, scorer="agreement",
+                                 ensemble="geomean", labels=labels, log=lambda _: None)
+    assert scored["scores"] == by_best["scores"] and scored["chosen"] == by_best["chosen"]
+    rows = table_to_records(pq.read_table(tmp_path / labels / "v.parquet"))
+    for r in rows:
+        ring = _halo(r.gt_mask, 0.5) == 0.5
+        on, halo, off = r.mask[r.gt_mask], r.mask[ring], r.mask[~r.gt_mask & ~ring]
+        if labels == "best":  # "a" agrees best with the geometric mean (halo 0.29): its halo is 0.3
+            assert r.teacher == "agreement:a" and np.allclose(halo, 0.3, atol=0.01)
+        elif labels == "multinet":  # the geometric mean: 0.9 on the object, (0.3 0.4 0.2)^(1/3)
+            assert r.teacher == "agreement:multinet" and np.allclose(on, 0.9, atol=0.01)
+            assert np.allclose(halo, (0.3 * 0.4 * 0.2) ** (1 / 3), atol=0.01)
+            assert np.allclose(off, 0.02, atol=0.01)
+        else:  # binary: exactly the object
+            assert r.teacher == "agreement:multinet-binary"
+            assert set(np.unique(r.mask)) == {0.0, 1.0}
+            assert np.array_equal(r.mask > 0.5, r.gt_mask)
+    assert scored["j"] == pytest.approx([1.0] * 4)  # the halo is below 0.5 in every case
+
+
+def test_an_unknown_label_rule_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="labels: 'mean' is not one of best, multinet, multinet-binary"):
+        rescore_predictions({"a": str(tmp_path)}, "x", RunPath.of(str(tmp_path / "o")), 2,
+                            scorer="agreement", labels="mean")

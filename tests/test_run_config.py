@@ -91,6 +91,7 @@ def test_valid_config_builds_every_step_config():
         ("selection.top", 1.5, "selection: top: 1.5 is not in (0, 1]"),
         ("selection.scorer", "votes", "selection: scorer: 'votes' is not one of evalseg, agreement"),
         ("selection.ensemble", "mean", "selection.ensemble: 'mean' is not one of product, geomean"),
+        ("selection.labels", "soft", "selection.labels: 'soft' is not one of best, multinet, multinet-binary"),
         ("evalseg.ensemble", "geomean", "evalseg.ensemble: set by the pipeline"),
         ("selection.with_teacher", "sometimes", "selection.with_teacher: expected true or false"),
         ("selection.support", "yes please", "selection.support: expected true or false"),
@@ -168,6 +169,27 @@ def test_manifest_runs_a_step_once_and_survives_reopening(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["steps"]["s1"]["result"] == {"x": 1.5}
     with pytest.raises(UserError, match="section 'data' differs"):
         Manifest(root).bind_config({"out": "a", "data": 2})
+
+
+def test_a_run_recorded_before_a_field_existed_resumes_with_its_default(tmp_path):
+    """A run directory written by a version without ``selection.labels`` resumes under one that
+    has it, at its default; set to anything else, it is another config."""
+    from popdistill.run_config import resolved, section_defaults
+
+    now = resolved(BASE_CFG)
+    older = copy.deepcopy(now)
+    del older["selection"]["labels"]
+
+    def recorded_by_the_older_version(name: str) -> RunPath:
+        Manifest(root := RunPath.of(tmp_path / name)).bind_config(older)
+        return root
+
+    Manifest(recorded_by_the_older_version("a")).bind_config(now, section_defaults())  # resumes
+    changed = resolved(parse_run_config(with_("selection.labels", "multinet-binary")))
+    with pytest.raises(UserError, match="section 'selection' differs"):
+        Manifest(recorded_by_the_older_version("b")).bind_config(changed, section_defaults())
+    with pytest.raises(UserError, match="section 'selection' differs"):  # without the defaults
+        Manifest(recorded_by_the_older_version("c")).bind_config(now)
 
 
 def test_best_per_frame_takes_the_highest_score_first_on_ties():

@@ -33,13 +33,18 @@ class Manifest:
     def steps(self) -> dict[str, dict[str, Any]]:
         return self.data["steps"]
 
-    def bind_config(self, config: dict[str, Any]) -> None:
+    def bind_config(self, config: dict[str, Any], added: dict[str, dict[str, Any]] | None = None) -> None:
         """Record the run's config; a resumed run must use the same one (up to where and how
-        it runs: ``out``, ``resources``, ``tracking``)."""
+        it runs: ``out``, ``resources``, ``tracking``). ``added``: section -> field -> default
+        of fields that a run recorded by an earlier version may lack; such a field, at its
+        default now, is no change (a run started before an upgrade resumes after it)."""
         key = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
         before = self.data.get("config")
         if before is not None:
             old = {k: v for k, v in before.items() if k not in RESUMABLE_CHANGES}
+            for section, fields in (added or {}).items():
+                if isinstance(old.get(section), dict):
+                    old[section] = {**fields, **old[section]}
             changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
             if changed:
                 raise UserError(

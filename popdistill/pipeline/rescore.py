@@ -36,13 +36,17 @@ from popdistill.storage import RunPath
 from popdistill.teacher.selection import edge_density
 
 SCORERS = ("evalseg", "agreement")
+# what a kept frame's label is: its best mask, the candidates' ensemble mask, or that binarised
+LABELS = ("best", "multinet", "multinet-binary")
 
 __all__ = [
+    "LABELS",
     "SCORERS",
     "add_missing_frames",
     "agreement_scores",
     "best_per_frame",
     "empty_masks",
+    "ensemble_labels",
     "label_support",
     "rescore_predictions",
     "kept_by_rule",
@@ -74,6 +78,22 @@ def empty_masks(masks: Sequence[Any], threshold: float = 0.5) -> np.ndarray:
     """Frames x students: True where a mask has no pixel >= ``threshold`` (empty once
     binarised). Such a mask is never selected, whatever its score: it would teach "no object"."""
     return np.stack([m.flatten(1).amax(1).numpy() < threshold for m in masks], axis=1)
+
+
+def ensemble_labels(masks: Sequence[Any], rule: str, ensemble: str = "product") -> Any:
+    """Frames x h x w float32 labels from every candidate's masks of those frames (B x 1 x h x w
+    tensors, any sizes; the largest wins): ``multinet``, their ``ensemble`` mask
+    (:func:`popdistill.students.multinet.multinet_mask`); ``multinet-binary``, 1 where their
+    geometric mean is >= 0.5 (the product >= 0.5^n), else 0: the ensemble's mask without the
+    students' faint halo, which a soft label would teach."""
+    from popdistill.students.multinet import multinet_mask
+
+    if rule not in LABELS[1:]:
+        raise ValueError(f"labels: {rule!r} is not one of {', '.join(LABELS[1:])}")
+    size = max((tuple(m.shape[-2:]) for m in masks), key=lambda hw: hw[0] * hw[1])
+    if rule == "multinet":
+        return multinet_mask(masks, size, ensemble)[:, 0].float()
+    return (multinet_mask(masks, size, "geomean")[:, 0] >= 0.5).float()
 
 
 def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.ndarray:
@@ -127,12 +147,15 @@ def rescore_predictions(
     scorer: str = "evalseg",
     ensemble: str = "product",
     support: bool = False,
+    labels: str = "best",
 ) -> dict[str, Any]:
     """Score each student's masks (``stores``: student -> prediction store) with ``scorer``
     (EvalSeg-Net, or the students' agreement with their ``ensemble`` mask) and write each
     frame's best one to ``scored/<video>.parquet`` (teacher ``<scorer>:<student>``, ``score``,
     ``generation``), zeroed outside its :func:`label_support` when ``support``; ``j`` is the
-    written mask's.
+    written mask's. With ``labels`` other than ``best`` the written mask is the frame's
+    :func:`ensemble_labels` of all the students' masks instead (the score, and so the
+    selection, stays the best mask's).
     Videos already scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen``
     counts."""
     import torch
@@ -143,6 +166,8 @@ def rescore_predictions(
 
     if scorer not in SCORERS:
         raise ValueError(f"scorer: {scorer!r} is not one of {', '.join(SCORERS)}")
+    if labels not in LABELS:
+        raise ValueError(f"labels: {labels!r} is not one of {', '.join(LABELS)}")
     model = load_checkpoint(evalseg_checkpoint)[0].eval() if scorer == "evalseg" else None
     names = list(stores)
     roots = {n: RunPath.of(p) for n, p in stores.items()}
@@ -160,6 +185,7 @@ def rescore_predictions(
             per_student = {n: _video_records(roots[n], video) for n in names}
             frames = sorted(set.intersection(*(set(r) for r in per_student.values())))
             scores = np.zeros((len(frames), len(names)))
+            joint: dict[int, np.ndarray] = {}  # frame -> its ensemble label (labels != "best")
             for s in range(0, len(frames), batch_size):
                 part = frames[s : s + batch_size]
                 masks = [torch.from_numpy(np.stack([per_student[n][f].mask for f in part])
@@ -172,14 +198,18 @@ def rescore_predictions(
                     for k, m in enumerate(masks):
                         scores[s : s + len(part), k] = score_masks(model, images, m).numpy()
                 scores[s : s + len(part)][empty_masks(masks)] = 0.0
+                if labels != "best":
+                    joint.update(zip(part, ensemble_labels(masks, labels, ensemble).numpy()))
             best, best_scores = best_per_frame(scores)
             kept = []
             for f, b, sc in zip(frames, best, best_scores):
                 r = per_student[names[b]][f]
                 r.score, r.generation = float(sc), int(generation)
+                if labels != "best":
+                    r.mask = joint[f]
                 if support:
                     r.mask = label_support(r.mask)
-                r.teacher = f"{scorer}:{names[b]}"
+                r.teacher = f"{scorer}:{names[b]}" if labels == "best" else f"{scorer}:{labels}"
                 kept.append(r)
             info = {
                 "scores": [float(s) for s in best_scores],
