@@ -162,7 +162,8 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
             + (f" or scores below selection.threshold {sel.threshold}" if sel.threshold else "")
             + f"; train generation {k - 1} longer or set selection.with_teacher")
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
-    how = sel.ensemble + ("" if sel.labels == "best" else f",{sel.labels}") + (",support" if sel.support else "") + (",keep_teacher" if sel.keep_teacher else "")
+    how = ",".join([sel.ensemble] + ([sel.labels] if sel.labels != "best" else [])
+                   + (["support"] if sel.support else []) + (["keep_teacher"] if sel.keep_teacher else []))
     return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
             "teacher": f"{sel.scorer}({how})+{source}", "chosen": scored["chosen"]}
 
