@@ -16,6 +16,14 @@ students' mean J and of the gain averaged over the runs.
 
     .venv/bin/python benchmarks/generation_gain.py runs/s0_strat runs/s1_strat runs/s2_det runs/s3_det
     .venv/bin/python benchmarks/generation_gain.py --bootstrap 2000 runs/s1_strat runs/s2_det
+
+``--against BASE...`` compares two ways of training the later generations instead: run i with
+``BASE`` i (the same generation 1, e.g. its ``gen-1`` folder copied, and another option for
+generation 2), the last generation's students of each pair side by side and the paired
+differences over the pairs (with ``--bootstrap``, of the students' mean J per held-out video).
+
+    .venv/bin/python benchmarks/generation_gain.py runs/s2_mnbin runs/s3_mnbin \
+        --against runs/s2_det runs/s3_det
 """
 
 from __future__ import annotations
@@ -69,9 +77,9 @@ def summary(gains: list[float]) -> dict:
             "positive": int((g > 0).sum())}
 
 
-def differing_args(reports: dict[str, dict]) -> dict[str, list]:
-    """Arguments (other than ``_IGNORED``) whose values differ between the runs."""
-    keys = set().union(*(r["args"] for r in reports.values())) - _IGNORED
+def differing_args(reports: dict[str, dict], ignored: set[str] = _IGNORED) -> dict[str, list]:
+    """Arguments (other than ``ignored``) whose values differ between the runs."""
+    keys = set().union(*(r["args"] for r in reports.values())) - ignored
     return {k: [r["args"].get(k) for r in reports.values()] for k in sorted(keys)
             if len({json.dumps(r["args"].get(k), sort_keys=True) for r in reports.values()}) > 1}
 
@@ -96,20 +104,63 @@ def per_video_j(folder: Path, report: dict, k: int, gt: np.ndarray, videos: list
     return np.asarray(out)
 
 
-def video_gains(folders: list[Path], reports: list[dict], workers: int) -> np.ndarray:
+def video_gains(folders: list[Path], reports: list[dict], workers: int,
+                against: list[tuple[Path, dict]] | None = None) -> np.ndarray:
     """Runs x videos: generation 2's gain over generation 1 in the students' mean J per held-out
-    video (the runs must share the held-out world)."""
+    video, or with ``against`` (one (folder, report) per run) the last generation's over the
+    paired run's (the runs must share the held-out world)."""
     import population_gpu as pg
 
-    worlds = {(r["args"]["preset"], r["args"]["heldout_videos"], r["args"]["heldout_seed"]) for r in reports}
+    every = reports + [r for _, r in against or []]
+    worlds = {(r["args"]["preset"], r["args"]["heldout_videos"], r["args"]["heldout_seed"]) for r in every}
     if len(worlds) > 1:
         raise SystemExit(f"--bootstrap needs one held-out world; these runs have {sorted(worlds)}")
     held = pg.make_split(*worlds.pop(), workers)
     videos = [v["video"] for v in held for _ in range(len(v["frames"]))]
     gt = np.concatenate([v["labels"] for v in held])
+    if against:
+        return np.asarray([per_video_j(f, r, last_generation(r, rb), gt, videos).mean(0)
+                           - per_video_j(fb, rb, last_generation(r, rb), gt, videos).mean(0)
+                           for f, r, (fb, rb) in zip(folders, reports, against)])
     gains = [per_video_j(f, r, 2, gt, videos).mean(0) - per_video_j(f, r, 1, gt, videos).mean(0)
              for f, r in zip(folders, reports)]
     return np.asarray(gains)
+
+
+def last_generation(report: dict, base: dict) -> int:
+    """The last generation both runs trained."""
+    return max(set(run_row("", report)["generations"]) & set(run_row("", base)["generations"]))
+
+
+def versus(rows: list[dict], bases: list[dict], reports: list[dict], base_reports: list[dict]) -> str:
+    """Run i against base i: the last common generation's students, the paired differences over
+    the pairs, the arguments that differ within the pairs, and whether generation 1 is the same."""
+    names = list(rows[0]["generations"][1]["students"])
+    out = ["| run - base | generation | J: " + " / ".join(names) + " | P: mean | J: mean | CorLoc: mean |",
+           "|---|---|---|---|---|---|"]
+    diffs: dict[str, list[float]] = {}
+    notes = []
+    for r, b, rep, brep in zip(rows, bases, reports, base_reports):
+        k = last_generation(rep, brep)
+        g, h = r["generations"][k], b["generations"][k]
+        d = {**{n: g["students"][n] - h["students"][n] for n in names},
+             **{m: g[m] - h[m] for m in ("P", "J", "CorLoc")}}
+        for key, v in d.items():
+            diffs.setdefault(key, []).append(v)
+        out.append(f"| {r['run']} - {b['run']} | {k} | " + " / ".join(f"{d[n]:+.4f}" for n in names)
+                   + f" | {d['P']:+.4f} | {d['J']:+.4f} | {d['CorLoc']:+.4f} |")
+        if r["generations"][1] != b["generations"][1]:
+            notes.append(f"{r['run']} and {b['run']} differ in generation 1 already")
+        differ = differing_args({"run": rep, "base": brep}, _IGNORED - {"seed"})
+        notes.append(f"{r['run']} vs {b['run']}: " + ("; ".join(f"{key} {v[0]} vs {v[1]}" for key, v in differ.items())
+                                                    or "the same arguments"))
+    out += ["", "| run - base, over the pairs | n | mean | sd | se | pairs > 0 |", "|---|---|---|---|---|---|"]
+    for key, label in [("J", "J: students' mean"), ("CorLoc", "CorLoc: students' mean"),
+                       ("P", "P: students' mean")] + [(n, f"J: {n}") for n in names]:
+        s = summary(diffs[key])
+        out.append(f"| {label} | {s['n']} | {s['mean']:+.4f} | {s['sd']:.4f} | {s['se']:.4f} "
+                   f"| {s['positive']} of {s['n']} |")
+    return "\n".join(out + [""] + notes)
 
 
 def bootstrap(gains: np.ndarray, draws: int, seed: int = 0) -> dict:
@@ -162,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="also resample the held-out videos B times for 95 %% intervals of the gain "
                         "in the students' mean J (re-renders the held-out world; 0: off)")
     p.add_argument("--workers", type=int, default=1, help="processes re-rendering the held-out world (1)")
+    p.add_argument("--against", nargs="+", type=Path, metavar="BASE",
+                   help="one run folder per run: compare run i's last generation with BASE i's "
+                        "(same generation 1, another way of training generation 2)")
     p.add_argument("--json", type=Path, help="also write the rows and the summaries here")
     a = p.parse_args(argv)
+    if a.against and len(a.against) != len(a.runs):
+        p.error(f"--against: {len(a.against)} base runs for {len(a.runs)} runs; give one per run")
     reports = {str(run): load_run(run) for run in a.runs}
     names = {tuple(students(r)) for r in reports.values()}
     if len(names) > 1:
@@ -172,10 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     differing = differing_args(reports)
     print(render(rows, differing))
     saved = {"rows": rows, "differing_args": differing}
+    against = None
+    if a.against:
+        base_reports = [load_run(run) for run in a.against]
+        if {tuple(students(r)) for r in base_reports} != names:
+            p.error("--against: the base runs trained other students")
+        bases = [run_row(str(run), r) for run, r in zip(a.against, base_reports)]
+        print("\n" + versus(rows, bases, list(reports.values()), base_reports))
+        saved["against"] = bases
+        against = list(zip(a.against, base_reports))
     if a.bootstrap:
-        gains = video_gains(list(a.runs), list(reports.values()), a.workers)
+        gains = video_gains(list(a.runs), list(reports.values()), a.workers, against)
         saved["bootstrap"] = b = bootstrap(gains, a.bootstrap)
-        print(f"\n| generation 2 - 1, students' mean J, {b['videos']} held-out videos resampled {a.bootstrap} "
+        what = "run - base, last generation" if against else "generation 2 - 1"
+        print(f"\n| {what}, students' mean J, {b['videos']} held-out videos resampled {a.bootstrap} "
               "times | gain | 95 % interval |\n|---|---|---|")
         for name, r in zip(reports, b["runs"]):
             print(f"| {name} | {r['mean']:+.4f} | {r['low']:+.4f} .. {r['high']:+.4f} |")

@@ -80,3 +80,32 @@ def test_bootstrap_resamples_videos_jointly(monkeypatch):
     assert -0.1 <= b["runs"][0]["low"] < 0.1 < b["runs"][0]["high"] <= 0.3
     assert b["pooled"]["low"] == pytest.approx(0.0) and b["pooled"]["high"] == pytest.approx(0.0)
     assert b["pooled"]["share_positive"] < 0.5 and (b["draws"], b["videos"]) == (500, 4)
+
+
+def test_against_compares_the_last_generation_of_paired_runs(tmp_path, capsys, monkeypatch):
+    """--against: run i's last generation minus base i's, paired; a pair that differs in
+    generation 1 or in more than the option compared is named."""
+    gain = _gain(monkeypatch)
+    runs = [_report(tmp_path / "n0", 0, {1: [0.40, 0.36], 2: [0.43, 0.38]}, labels="binary"),
+            _report(tmp_path / "n1", 1, {1: [0.40, 0.30], 2: [0.39, 0.33]}, labels="binary")]
+    bases = [_report(tmp_path / "b0", 0, {1: [0.40, 0.36], 2: [0.42, 0.38]}, labels="best"),
+             _report(tmp_path / "b1", 2, {1: [0.41, 0.30], 2: [0.38, 0.36]}, labels="best")]
+    assert gain.main([str(r) for r in runs] + ["--against"] + [str(b) for b in bases]) == 0
+    out = capsys.readouterr().out
+    pairs = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out.splitlines()
+             if " - " in line.split(" | ")[0] and line.startswith(f"| {tmp_path}")}
+    assert [float(x) for x in pairs[f"{runs[0]} - {bases[0]}"][2].split(" / ")] == pytest.approx([0.01, 0.0])
+    assert float(pairs[f"{runs[1]} - {bases[1]}"][4]) == pytest.approx(-0.01)  # mean J 0.36 - 0.37
+    over = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out.splitlines()
+            if line.startswith("| J: ") or line.startswith("| P: ")}
+    # mean J: +0.005 and -0.01; student b: 0.0 and -0.03
+    assert float(over["J: students' mean"][2]) == pytest.approx(-0.0025)
+    assert over["J: students' mean"][5].startswith("1 of 2")
+    assert float(over["J: b"][2]) == pytest.approx(-0.015) and over["J: b"][5].startswith("0 of 2")
+    assert float(over["P: students' mean"][2]) == pytest.approx(0.0)
+    assert f"{runs[0]} vs {bases[0]}: labels binary vs best" in out
+    assert f"{runs[1]} vs {bases[1]}: labels binary vs best; seed 1 vs 2" in out
+    assert f"{runs[1]} and {bases[1]} differ in generation 1 already" in out
+    assert f"{runs[0]} and {bases[0]} differ" not in out
+    with pytest.raises(SystemExit):
+        gain.main([str(runs[0]), "--against", str(bases[0]), str(bases[1])])
