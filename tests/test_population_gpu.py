@@ -128,6 +128,21 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
         for s in ("unet_tiny", "fconv_tiny"):
             assert table[f"pg gen {gen} {s}"][4] == pytest.approx(report[s + suffix]["J"], abs=6e-4)
             assert all(0.0 <= j <= 1.0 for j in table[f"pg gen {gen} {s}"])
+    # the same masks' area over the true area: by clutter quarter, and per video (video_area.py)
+    assert importlib.import_module("clutter_j").main(["--metric", "area", str(out)]) == 0
+    by_quarter = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[1:]
+                  for line in capsys.readouterr().out.splitlines()[3:] if line.startswith("| ")}
+    png = tmp_path / "area.png"
+    assert importlib.import_module("video_area").main([str(out), "--png", str(png), "--videos", "0"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    header = next(line for line in printed if line.startswith("| video"))
+    overall = next(line for line in printed if line.startswith("| all"))
+    columns = dict(zip(header.strip("| ").split(" | "), overall.strip("| ").split(" | ")))
+    for gen, s in ((1, "unet_tiny"), (2, "fconv_tiny")):
+        assert float(columns[f"gen {gen} {s}"]) == pytest.approx(float(by_quarter[f"pg gen {gen} {s}"][4]), abs=0.006)
+    from skimage.io import imread
+
+    assert imread(png).shape == (128, 128 * (2 + 4), 3)  # frame, truth, 2 students x 2 generations
     # generation 2 trained on the students' binarised ensemble instead (--gen2-labels)
     assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2",
                        "--keep-teacher", "--gen2-labels", "multinet-binary"]) == 0
@@ -343,3 +358,18 @@ def test_gen2_labels_are_the_best_mask_or_the_students_ensemble(monkeypatch):
                           np.ones((2, 32, 32)))
     with pytest.raises(ValueError, match="'vote' is not one of best, multinet, multinet-binary"):
         bench.gen2_labels([a, b, c], keep, best, (32, 32), "vote")
+
+
+def test_area_ratios_sum_each_videos_pixels(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    video_area = importlib.import_module("video_area")
+    gt = np.zeros((3, 4, 4), bool)
+    gt[:, :2, :2] = True  # 4 object pixels per frame
+    masks = np.zeros((3, 4, 4), np.float32)
+    masks[0, :2, :] = 0.7  # 8 pixels >= 0.5
+    masks[1, 0, 0] = 0.49  # none
+    masks[2] = 0.5  # 16
+    assert video_area.area_ratios(masks, gt, np.array([0, 0, 1])).tolist() == [8 / 8, 16 / 4]
+    small = np.zeros((1, 2, 2), np.float32)
+    small[0, 0, 0] = 1.0  # at 4 x 4 (bilinear): 1, 0.75, 0.75, 0.5625 on the top-left block
+    assert video_area.area_ratios(small, gt[:1], np.array([0])).tolist() == [1.0]
