@@ -7,6 +7,9 @@ each rule and kept fraction: frames, videos, the labels' J against ground truth,
 foreground area beside the true one, and which student's masks were kept.
 With ``--labels``, each agreement rule's kept frames also get the other labels of
 ``population_gpu.py --gen2-labels`` (the students' ensemble mask, or that mask binarised).
+``--by-clutter`` adds each rule's label area over the true area on each quarter of the
+training frames' background clutter (``selection_coverage.clutter``): where its labels
+over- (> 1) or under-segment.
 
 Rules: generation 1's (the teacher's masks, top by VideoPCA score); the agreement of each
 student's mask with the students' Multi-Net ``product`` (the thesis) and with its n-th root
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(best; also multinet, multinet-binary)")
     p.add_argument("--strata", type=int, default=None,
                    help="edge-density strata of every selection (default: the run's --strata)")
+    p.add_argument("--by-clutter", action="store_true",
+                   help="also each rule's label area / true area by background-clutter quarter")
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     import torch
@@ -67,17 +72,28 @@ def main(argv: list[str] | None = None) -> int:
     if any(m.shape[0] != len(gt) for m in masks):
         raise SystemExit(f"{out}: the cached masks do not match the rendered training world")
 
+    quarter = None
+    if a.by_clutter:
+        from selection_coverage import clutter
+
+        c = clutter(np.concatenate([v["frames"] for v in train]).transpose(0, 3, 1, 2), gt > 0)
+        quarter = np.searchsorted(np.quantile(c, [0.25, 0.5, 0.75]), c, side="right")
+
     def row(rule: str, keep: np.ndarray, labels: np.ndarray, chosen: str = "") -> None:
         # at the frames' size, as population_gpu.py trains generation 2 on them
         labels = resize_to(torch.from_numpy(labels)[:, None], gt.shape[1:])[:, 0].numpy()
         m = evaluate(["train"] * len(keep), labels, gt[keep])
         area = float((labels >= 0.5).mean())
+        by_q = "" if quarter is None else "".join(
+            f" {(labels[quarter[keep] == q] >= 0.5).sum() / max((gt[keep][quarter[keep] == q] > 0).sum(), 1):.3f} |"
+            for q in range(4))
         print(f"| {rule} | {len(keep)} | {len(set(video[keep]))} | {m['J']:.3f} | {m['P']:.3f} | {area:.4f} | "
-              f"{float((gt[keep] > 0).mean()):.4f} | {chosen} |", flush=True)
+              f"{float((gt[keep] > 0).mean()):.4f} |{by_q} {chosen} |", flush=True)
 
     print(f"{out}: {len(gt)} training frames of {len(train)} videos; students {', '.join(names)}\n")
-    print("| rule | frames | videos | label J | label P | label area | true area | masks from |")
-    print("|---|---|---|---|---|---|---|---|")
+    extra = "" if quarter is None else " area / true, clutter Q1 | Q2 | Q3 | Q4 |"
+    print(f"| rule | frames | videos | label J | label P | label area | true area |{extra} masks from |")
+    print("|---|---|---|---|---|---|---|---|" + ("" if quarter is None else "---|" * 4))
     tops = [float(t) for t in a.tops.split(",")]
     first = train[: args["videos"]]  # the teacher's selection sees only generation 1's videos
     scores = np.concatenate([v["scores"] for v in first])

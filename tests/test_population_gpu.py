@@ -50,7 +50,8 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     # benchmarks/gen2_labels.py re-renders the training world and scores the same selections
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     labels = importlib.import_module("gen2_labels")
-    assert labels.main([str(out), "--tops", "0.3", "--workers", "1", "--labels", "best,multinet-binary"]) == 0
+    assert labels.main([str(out), "--tops", "0.3", "--workers", "1", "--labels", "best,multinet-binary",
+                        "--by-clutter"]) == 0
     table = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in
              capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
     assert float(table["generation 1: VideoPCA, top 0.3"][3]) == pytest.approx(first["label_j"], abs=1e-3)
@@ -60,6 +61,7 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert "agreement (geomean), top 0.3" in table
     binary = table["agreement (geomean), top 0.3: multinet-binary"]
     assert binary[1] == table["agreement (geomean), top 0.3"][1] and 0.0 <= float(binary[3]) <= 1.0
+    assert len(binary) == 12 and all(float(x) >= 0.0 for x in binary[7:11])  # area / true by clutter quarter
     # benchmarks/generation_gain.py --bootstrap scores the cached held-out masks per video: with
     # equal frames per video their mean gain is the report's gain in the students' mean J
     gain = importlib.import_module("generation_gain")
