@@ -90,10 +90,9 @@ def ensemble_labels(masks: Sequence[Any], rule: str, ensemble: str = "product") 
 
     if rule not in LABELS[1:]:
         raise ValueError(f"labels: {rule!r} is not one of {', '.join(LABELS[1:])}")
-    size = max((tuple(m.shape[-2:]) for m in masks), key=lambda hw: hw[0] * hw[1])
     if rule == "multinet":
-        return multinet_mask(masks, size, ensemble)[:, 0].float()
-    return (multinet_mask(masks, size, "geomean")[:, 0] >= 0.5).float()
+        return multinet_mask(masks, None, ensemble)[:, 0].float()
+    return (multinet_mask(masks, None, "geomean")[:, 0] >= 0.5).float()
 
 
 def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.ndarray:
