@@ -152,7 +152,9 @@ def versus(rows: list[dict], bases: list[dict], reports: list[dict], base_report
         if r["generations"][1] != b["generations"][1]:
             notes.append(f"{r['run']} and {b['run']} differ in generation 1 already")
         differ = differing_args({"run": rep, "base": brep}, _IGNORED - {"seed"})
-        notes.append(f"{r['run']} vs {b['run']}: " + ("; ".join(f"{key} {v[0]} vs {v[1]}" for key, v in differ.items())
+        shown = {key: [a["args"][key] if key in a["args"] else "(absent: its default)" for a in (rep, brep)]
+                 for key in differ}
+        notes.append(f"{r['run']} vs {b['run']}: " + ("; ".join(f"{key} {v[0]} vs {v[1]}" for key, v in shown.items())
                                                     or "the same arguments"))
     out += ["", "| run - base, over the pairs | n | mean | sd | se | pairs > 0 |", "|---|---|---|---|---|---|"]
     for key, label in [("J", "J: students' mean"), ("CorLoc", "CorLoc: students' mean"),

@@ -107,5 +107,8 @@ def test_against_compares_the_last_generation_of_paired_runs(tmp_path, capsys, m
     assert f"{runs[1]} vs {bases[1]}: labels binary vs best; seed 1 vs 2" in out
     assert f"{runs[1]} and {bases[1]} differ in generation 1 already" in out
     assert f"{runs[0]} and {bases[0]} differ" not in out
+    older = _report(tmp_path / "old", 0, {1: [0.40, 0.36], 2: [0.42, 0.38]})  # before --labels existed
+    assert gain.main([str(runs[0]), "--against", str(older)]) == 0
+    assert f"{runs[0]} vs {older}: labels binary vs (absent: its default)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         gain.main([str(runs[0]), "--against", str(bases[0]), str(bases[1])])
