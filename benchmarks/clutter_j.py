@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     videos = [v["video"] for v in held for _ in range(len(v["frames"]))]
     labels = np.concatenate([v["labels"] for v in held])
     c = sc.clutter(pg._chw(np.concatenate([v["frames"] for v in held])), labels > 0)
-    quarter = np.searchsorted(np.quantile(c, [0.25, 0.5, 0.75]), c, side="right")
+    quarter, cuts = sc.quarters(c)
     print(f"held-out {a.metric} by background clutter quarter (plain -> cluttered; {len(c)} frames, "
-          f"clutter cut at {', '.join(f'{x:.4f}' for x in np.quantile(c, [0.25, 0.5, 0.75]))})")
+          f"clutter cut at {', '.join(f'{x:.4f}' for x in cuts)})")
     print("| masks | Q1 | Q2 | Q3 | Q4 | all |\n|---|---|---|---|---|---|")
     teacher = quarter_rows(videos, labels, quarter, np.concatenate([v["masks"] for v in held]), a.metric)
     print("| VideoPCA (the teacher) | " + " | ".join(f"{j:.3f}" for j in teacher) + " |")

@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from popdistill.pipeline.rescore import LABELS
     from popdistill.students.base import resize_to
+    from popdistill.teacher.selection import stratified_keep, stratified_thresholds
 
     rules = [r.strip() for r in a.labels.split(",") if r.strip()]
     if bad := [r for r in rules if r not in LABELS]:
         p.error(f"--labels: {', '.join(bad)} not among {', '.join(LABELS)}")
-    from popdistill.teacher.selection import stratified_keep, stratified_thresholds
 
     out = Path(a.out)
     args = json.loads((out / "population_gpu.json").read_text())["args"]
@@ -74,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     quarter = None
     if a.by_clutter:
-        from selection_coverage import clutter
+        from selection_coverage import clutter, quarters
 
-        c = clutter(np.concatenate([v["frames"] for v in train]).transpose(0, 3, 1, 2), gt > 0)
-        quarter = np.searchsorted(np.quantile(c, [0.25, 0.5, 0.75]), c, side="right")
+        quarter = quarters(clutter(np.concatenate([v["frames"] for v in train]).transpose(0, 3, 1, 2), gt > 0))[0]
 
     def row(rule: str, keep: np.ndarray, labels: np.ndarray, chosen: str = "") -> None:
         # at the frames' size, as population_gpu.py trains generation 2 on them

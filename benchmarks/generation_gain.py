@@ -129,7 +129,7 @@ def video_gains(folders: list[Path], reports: list[dict], workers: int,
 
 def last_generation(report: dict, base: dict) -> int:
     """The last generation both runs trained."""
-    return max(set(run_row("", report)["generations"]) & set(run_row("", base)["generations"]))
+    return max(int(g.split()[-1]) for g in set(report["student_means"]) & set(base["student_means"]))
 
 
 def versus(rows: list[dict], bases: list[dict], reports: list[dict], base_reports: list[dict]) -> str:

@@ -35,6 +35,12 @@ def clutter(images: np.ndarray, objects: np.ndarray) -> np.ndarray:
                      for img, obj in zip(images, objects)])
 
 
+def quarters(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each frame's quarter 0-3 of ``values``, plain -> cluttered; the three cuts)."""
+    cuts = np.quantile(values, [0.25, 0.5, 0.75])
+    return np.searchsorted(cuts, values, side="right"), cuts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a population_gpu.py --out folder, with --generations >= 2")
