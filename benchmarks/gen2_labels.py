@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tops", default="0.2,0.3", help="kept fractions, comma-separated (0.2,0.3)")
     p.add_argument("--labels", default="best",
                    help="population_gpu.py --gen2-labels rules to measure, comma-separated "
-                        "(best; also multinet, multinet-binary)")
+                        "(best; also multinet, multinet-binary, multinet-product)")
     p.add_argument("--strata", type=int, default=None,
                    help="edge-density strata of every selection (default: the run's --strata)")
     p.add_argument("--by-clutter", action="store_true",

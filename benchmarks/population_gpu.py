@@ -125,7 +125,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "student's soft mask by agreement (the thesis); 'multinet', the students' "
                         "ensemble mask (--ensemble); 'multinet-binary', the ensemble binarised "
                         "(geometric mean >= 0.5, i.e. product >= 0.5^n), a mask without the "
-                        "students' faint halo")
+                        "students' faint halo; 'multinet-product', the students' plain product "
+                        "whatever --ensemble is (soft, only what every student marks)")
     p.add_argument("--label-support", action="store_true",
                    help="generations >= 2: zero each label mask outside its hysteresis support "
                         "(>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last step) before training")
@@ -437,7 +438,8 @@ def gen2_labels(masks: list[np.ndarray], keep: np.ndarray, best: np.ndarray, siz
     """Labels (len(keep) x H x W, float32 at ``size``) of the frames ``keep`` from the previous
     generation's ``masks`` (one N x h x w array per student): ``best``, each frame's best student
     (``best``: its index per frame); otherwise the pipeline's ``ensemble_labels`` of all of them
-    (``multinet``: the ensemble mask; ``multinet-binary``: its geometric mean >= 0.5)."""
+    (``multinet``: the ensemble mask; ``multinet-binary``: its geometric mean >= 0.5;
+    ``multinet-product``: the plain product)."""
     from popdistill.pipeline.rescore import LABELS, ensemble_labels
     from popdistill.students.base import resize_to
 

@@ -101,7 +101,9 @@ class SelectionConfig:
     faint halo (:func:`popdistill.pipeline.rescore.label_support`). ``labels``: what a kept
     frame of generation k >= 2 trains on: ``best``, its best-scored mask (the thesis);
     ``multinet``, all the candidates' ``ensemble`` mask of that frame; ``multinet-binary``, that
-    mask binarised (geometric mean >= 0.5), which carries no faint halo at all
+    mask binarised (geometric mean >= 0.5), which carries no faint halo at all;
+    ``multinet-product``, the candidates' plain product whatever ``ensemble`` is (soft, and
+    smaller than any one mask: it leans to precision)
     (:func:`popdistill.pipeline.rescore.ensemble_labels`). ``keep_teacher``: generation k >= 2
     also trains on generation 1's selected frames that its own selection left out, with their
     VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`). ``strata``: with
@@ -119,7 +121,7 @@ class SelectionConfig:
     ensemble: str = choice("product", ["product", "geomean"])
     support: bool = False
     # popdistill.pipeline.rescore.LABELS, spelt out likewise
-    labels: str = choice("best", ["best", "multinet", "multinet-binary"])
+    labels: str = choice("best", ["best", "multinet", "multinet-binary", "multinet-product"])
     keep_teacher: bool = False
     strata: int = 1
 

@@ -350,11 +350,15 @@ def test_gen2_labels_are_the_best_mask_or_the_students_ensemble(monkeypatch):
     c = np.full((3, 8, 8), 0.2, np.float32)
     keep, best = np.array([2, 0]), np.array([1, 0, 0])
     labels = {rule: bench.gen2_labels([a, b, c], keep, best, (32, 32), rule, "product")
-              for rule in ("best", "multinet", "multinet-binary")}
+              for rule in ("best", "multinet", "multinet-binary", "multinet-product")}
     assert all(v.shape == (2, 32, 32) and v.dtype == np.float32 for v in labels.values())
     assert np.allclose(labels["best"][0], 0.9) and np.allclose(labels["best"][1], 0.4)  # frames 2, 0
     assert np.allclose(labels["multinet"], 0.9 * 0.4 * 0.2)  # the product
     assert np.array_equal(labels["multinet-binary"], np.zeros((2, 32, 32)))  # geomean 0.42 < 0.5
+    geomean = bench.gen2_labels([a, b, c], keep, best, (32, 32), "multinet", "geomean")
+    assert np.allclose(geomean, (0.9 * 0.4 * 0.2) ** (1 / 3))
+    assert np.allclose(bench.gen2_labels([a, b, c], keep, best, (32, 32), "multinet-product", "geomean"),
+                       0.9 * 0.4 * 0.2)  # the product, whatever ensemble scored the selection
     b[:] = 0.7  # geomean (0.9 * 0.7 * 0.2) ** (1/3) = 0.501: just above 0.5
     assert np.array_equal(bench.gen2_labels([a, b, c], keep, best, (32, 32), "multinet-binary"),
                           np.ones((2, 32, 32)))

@@ -255,7 +255,7 @@ def _halo(mask: np.ndarray, level: float) -> np.ndarray:
     return np.where(mask, 0.9, np.where(ring, level, 0.02)).astype(np.float32)
 
 
-@pytest.mark.parametrize("labels", ["best", "multinet", "multinet-binary"])
+@pytest.mark.parametrize("labels", ["best", "multinet", "multinet-binary", "multinet-product"])
 def test_ensemble_labels_drop_the_students_halo_and_keep_the_selection(tmp_path, labels):
     """selection.labels: the written label is the best mask (halo and all), the students'
     ensemble, or the ensemble binarised; the score, hence what is selected, does not change."""
@@ -281,6 +281,9 @@ def test_ensemble_labels_drop_the_students_halo_and_keep_the_selection(tmp_path,
             assert r.teacher == "agreement:multinet" and np.allclose(on, 0.9, atol=0.01)
             assert np.allclose(halo, (0.3 * 0.4 * 0.2) ** (1 / 3), atol=0.01)
             assert np.allclose(off, 0.02, atol=0.01)
+        elif labels == "multinet-product":  # the plain product, though the selection uses geomean
+            assert r.teacher == "agreement:multinet-product" and np.allclose(on, 0.9**3, atol=0.01)
+            assert np.allclose(halo, 0.3 * 0.4 * 0.2, atol=0.005) and np.all(off < 1e-3)
         else:  # binary: exactly the object
             assert r.teacher == "agreement:multinet-binary"
             assert set(np.unique(r.mask)) == {0.0, 1.0}
@@ -289,6 +292,6 @@ def test_ensemble_labels_drop_the_students_halo_and_keep_the_selection(tmp_path,
 
 
 def test_an_unknown_label_rule_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="labels: 'mean' is not one of best, multinet, multinet-binary"):
+    with pytest.raises(ValueError, match="labels: 'mean' is not one of best, multinet, multinet-binary, multinet-product"):
         rescore_predictions({"a": str(tmp_path)}, "x", RunPath.of(str(tmp_path / "o")), 2,
                             scorer="agreement", labels="mean")

@@ -91,7 +91,7 @@ def test_valid_config_builds_every_step_config():
         ("selection.top", 1.5, "selection: top: 1.5 is not in (0, 1]"),
         ("selection.scorer", "votes", "selection: scorer: 'votes' is not one of evalseg, agreement"),
         ("selection.ensemble", "mean", "selection.ensemble: 'mean' is not one of product, geomean"),
-        ("selection.labels", "soft", "selection.labels: 'soft' is not one of best, multinet, multinet-binary"),
+        ("selection.labels", "soft", "selection.labels: 'soft' is not one of best, multinet, multinet-binary, multinet-product"),
         ("evalseg.ensemble", "geomean", "evalseg.ensemble: set by the pipeline"),
         ("selection.with_teacher", "sometimes", "selection.with_teacher: expected true or false"),
         ("selection.support", "yes please", "selection.support: expected true or false"),

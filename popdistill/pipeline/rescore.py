@@ -37,7 +37,7 @@ from popdistill.teacher.selection import edge_density
 
 SCORERS = ("evalseg", "agreement")
 # what a kept frame's label is: its best mask, the candidates' ensemble mask, or that binarised
-LABELS = ("best", "multinet", "multinet-binary")
+LABELS = ("best", "multinet", "multinet-binary", "multinet-product")
 
 __all__ = [
     "LABELS",
@@ -85,13 +85,15 @@ def ensemble_labels(masks: Sequence[Any], rule: str, ensemble: str = "product") 
     tensors, any sizes; the largest wins): ``multinet``, their ``ensemble`` mask
     (:func:`popdistill.students.multinet.multinet_mask`); ``multinet-binary``, 1 where their
     geometric mean is >= 0.5 (the product >= 0.5^n), else 0: the ensemble's mask without the
-    students' faint halo, which a soft label would teach."""
+    students' faint halo, which a soft label would teach; ``multinet-product``, their plain
+    pixel-wise product whatever ``ensemble`` is (the thesis's Multi-Net: soft, and only as
+    large as what every student marks, so it leans to precision)."""
     from popdistill.students.multinet import multinet_mask
 
     if rule not in LABELS[1:]:
         raise ValueError(f"labels: {rule!r} is not one of {', '.join(LABELS[1:])}")
-    if rule == "multinet":
-        return multinet_mask(masks, None, ensemble)[:, 0].float()
+    if rule in ("multinet", "multinet-product"):
+        return multinet_mask(masks, None, ensemble if rule == "multinet" else "product")[:, 0].float()
     return (multinet_mask(masks, None, "geomean")[:, 0] >= 0.5).float()
 
 
