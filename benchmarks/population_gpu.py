@@ -24,9 +24,11 @@ CPU processes, through the project's own pure functions.
    for k = 2 .. K.
 
 Each finished student is cached under ``OUT/gen-K/<student>/`` (held-out masks, masks of every
-training frame when a later generation needs them, ``info.json``); a rerun with the same
-arguments reuses it, so a run stopped by a time limit (the device's per-command limit)
-continues where it stopped (``--fresh`` retrains). ``--parallel N`` trains N students at once, each in its own process on
+training frame when a later generation needs them, its weights ``model.pt``, ``info.json``); a
+rerun with the same arguments reuses it, so a run stopped by a time limit (the device's
+per-command limit) continues where it stopped (``--fresh`` retrains); a larger ``--gen2-videos``
+pool, or a generation that was the last and now teaches another, is predicted with the saved
+weights instead of training again. ``--parallel N`` trains N students at once, each in its own process on
 the same device (small models leave an H100 mostly idle one at a time); on a CPU the cores are
 divided among the students still training, re-divided at each epoch (``--threads K`` fixes each
 student's threads instead, so a rerun gives the same numbers). ``--eval-epochs 4,8``
@@ -336,8 +338,23 @@ def _train_and_save(job: dict) -> str:
         np.save(d / "heldout-raw.npy", _predict_chunks(raw, h_images, device))
     if job["all_images"]:
         np.save(d / "train.npy", _predict_chunks(model, np.load(job["all_images"], mmap_mode="r"), device))
+    torch.save(model.state_dict(), d / "model.pt")
     (d / "info.json").write_text(json.dumps({**info, "model": job["kwargs"], "key": job["key"]}))
     return job["name"]
+
+
+def _predict_pool(name: str, kwargs: dict, d: Path, out: Path, a: argparse.Namespace) -> None:
+    """A cached student's masks of every frame of the pool (``train.npy``), from its saved
+    weights (``model.pt``, loaded weights-only): for a pool grown since (``--gen2-videos``), or
+    for a generation that was the last one when it was trained (``--generations`` raised)."""
+    from popdistill.students import create_student
+
+    device = torch.device(a.device)
+    model = create_student(name, **kwargs)
+    model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+    model = model.to(device).eval()
+    images = np.load(out / "data" / "all_images.npy", mmap_mode="r")
+    np.save(d / "train.npy", _predict_chunks(model, images, device))
 
 
 def pool_videos(args: dict) -> int:
@@ -389,9 +406,15 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
             kw.setdefault("input_size", a.input_size)
         key = _cache_key(a, name, kw, gen, labels_digest)
         info_path = out / name / "info.json"
-        if a.resume and info_path.exists() and json.loads(info_path.read_text()).get("key") == key \
-                and (not keep_train_masks or _covers(out / name / "train.npy", Path(a.out))) \
-                and all((out / name / f"heldout-e{e}.npy").exists() for e in _curve_epochs(a)):
+        cached = a.resume and info_path.exists() and json.loads(info_path.read_text()).get("key") == key \
+            and all((out / name / f"heldout-e{e}.npy").exists() for e in _curve_epochs(a))
+        if cached and keep_train_masks and not _covers(out / name / "train.npy", Path(a.out)) \
+                and (out / name / "model.pt").exists():
+            print(f"  {name}: generation {gen} reused from {out / name}: its saved weights "
+                  f"predict every frame of the pool", flush=True)
+            _predict_pool(name, kw, out / name, Path(a.out), a)
+            continue
+        if cached and (not keep_train_masks or _covers(out / name / "train.npy", Path(a.out))):
             print(f"  {name}: generation {gen} cached in {out / name}", flush=True)
             continue
         jobs.append({"args": a, "name": name, "kwargs": kw, "key": key, "dir": str(out / name),

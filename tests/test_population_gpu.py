@@ -78,11 +78,14 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     assert report["args"]["gen2_top"] == 0.5
     assert report["students"]["unet_tiny"]["epochs"] == 1 and report["students"]["unet_tiny (gen 2)"]["epochs"] == 2
     # a third generation, trained on generation 2's best masks: generation 1 is reused, generation
-    # 2 is trained again (its masks of the training frames were not kept), then generation 3
+    # 2 too (its masks of the training frames were not kept: its saved weights predict them),
+    # then generation 3 is trained
     three = ["3" if i and args[i - 1] == "--generations" else x for i, x in enumerate(args)]
     assert bench.main([*three, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2"]) == 0
     log = capsys.readouterr().out
     assert log.count("cached in") == 2 and "generation 3: selected" in log
+    assert log.count("its saved weights predict every frame") == 2
+    assert log.split("generation 3: selected")[0].count("steps in") == 0
     assert "(generation 2's: " in log.split("generation 3: selected")[1].splitlines()[0]
     third = json.loads((out / "population_gpu.json").read_text())
     for s in ("unet_tiny", "fconv_tiny"):
@@ -168,7 +171,8 @@ def test_later_generations_select_from_a_larger_pool_of_videos(tmp_path, capsys,
     """``--gen2-videos N``: generation 1 is taught by the teacher on the first ``--videos`` videos
     only; its students predict every frame of N videos and generation 2 selects from all of them
     (the pipeline's agreement rule recomputed here); a rerun reuses everything, a larger pool
-    retrains generation 1 (its masks no longer cover the pool); a smaller one is refused."""
+    is predicted by generation 1's saved weights (its masks no longer cover the pool; no
+    retraining); a smaller one is refused."""
     bench = _benchmark(monkeypatch)
     out = tmp_path / "pool"
     args = ["--out", str(out), "--videos", "2", "--gen2-videos", "3", "--heldout-videos", "1",
@@ -199,9 +203,15 @@ def test_later_generations_select_from_a_larger_pool_of_videos(tmp_path, capsys,
     assert bench.main(args) == 0
     assert capsys.readouterr().out.count("cached in") == 4
     bigger = ["4" if i and args[i - 1] == "--gen2-videos" else x for i, x in enumerate(args)]
+    before = np.load(out / "gen-1" / "unet_tiny" / "train.npy")
     assert bench.main(bigger) == 0
     log = capsys.readouterr().out
-    assert "cached in" not in log and len(np.load(out / "gen-1" / "unet_tiny" / "train.npy")) == 4 * 48
+    # generation 1 is not trained again: its saved weights predict the grown pool
+    assert log.count("its saved weights predict every frame of the pool") == 2
+    assert log.split("generation 2: selected")[0].count("steps in") == 0
+    after = np.load(out / "gen-1" / "unet_tiny" / "train.npy")
+    assert len(after) == 4 * 48
+    np.testing.assert_allclose(after[: len(before)].astype(np.float32), before.astype(np.float32), atol=2e-3)
     with pytest.raises(SystemExit):
         bench.parse_args(["--videos", "3", "--gen2-videos", "2"])
     assert "must be >= --videos 3" in capsys.readouterr().err
