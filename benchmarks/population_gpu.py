@@ -287,9 +287,22 @@ def evaluate(videos: list[str], masks, labels) -> dict:
 _RUNNING = None  # in --parallel pool processes: a shared count of the students training now
 
 
-def _init_pool(running) -> None:
+def _init_pool(running, parent: int | None = None) -> None:
+    """A --parallel pool process: the shared count, and a watch that ends this process when
+    the run's main process is gone (killed by a time limit, say) instead of training on."""
     global _RUNNING
     _RUNNING = running
+    if parent is not None:
+        import threading
+
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, every: float = 2.0, exit=os._exit) -> None:
+    """Poll until this process's parent is no longer ``parent``, then ``exit(1)``."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    exit(1)
 
 
 def _share_cores(threads: int | None = None) -> None:
@@ -423,7 +436,7 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
     if a.parallel > 1 and len(jobs) > 1:
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(min(a.parallel, len(jobs)), mp_context=ctx, initializer=_init_pool,
-                                 initargs=(ctx.Value("i", 0),)) as pool:
+                                 initargs=(ctx.Value("i", 0), os.getpid())) as pool:
             for name in pool.map(_student_job, jobs):
                 print(f"  {name}: done", flush=True)
     else:

@@ -241,6 +241,16 @@ def test_learning_curve_rows_are_the_students_of_that_many_epochs(tmp_path, monk
     assert (long_run / "gen-1" / "unet_tiny" / "heldout-e2.npy").is_file()
 
 
+def test_a_pool_process_ends_when_the_main_process_is_gone(monkeypatch):
+    """Killing the run's main process leaves no student training: each pool process polls
+    its parent and exits once the parent changes (it is re-parented when the main one dies)."""
+    bench = _benchmark(monkeypatch)
+    parents, exits = iter([100, 100, 1]), []
+    monkeypatch.setattr(bench.os, "getppid", lambda: next(parents))
+    bench._exit_when_orphaned(100, every=0.0, exit=exits.append)
+    assert exits == [1]
+
+
 def test_parallel_students_share_the_cores(monkeypatch):
     """In a --parallel pool, each student's threads are the cores divided among the students
     training now: the last one left gets them all."""
