@@ -29,7 +29,8 @@ rerun with the same arguments reuses it, so a run stopped by a time limit (the d
 per-command limit) continues where it stopped (``--fresh`` retrains); a larger ``--gen2-videos``
 pool, or a generation that was the last and now teaches another, is predicted with the saved
 weights instead of training again. ``--parallel N`` trains N students at once, each in its own process on
-the same device (small models leave an H100 mostly idle one at a time); on a CPU the cores are
+the same device (small models leave an H100 mostly idle one at a time; a process whose run's
+main process is gone exits); on a CPU the cores are
 divided among the students still training, re-divided at each epoch (``--threads K`` fixes each
 student's threads instead, so a rerun gives the same numbers). ``--eval-epochs 4,8``
 also scores each student on the held-out frames after those epochs: a learning curve from one
