@@ -422,14 +422,14 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
         info_path = out / name / "info.json"
         cached = a.resume and info_path.exists() and json.loads(info_path.read_text()).get("key") == key \
             and all((out / name / f"heldout-e{e}.npy").exists() for e in _curve_epochs(a))
-        if cached and keep_train_masks and not _covers(out / name / "train.npy", Path(a.out)) \
-                and (out / name / "model.pt").exists():
+        covered = not keep_train_masks or _covers(out / name / "train.npy", Path(a.out))
+        if cached and covered:
+            print(f"  {name}: generation {gen} cached in {out / name}", flush=True)
+            continue
+        if cached and (out / name / "model.pt").exists():  # its masks of the pool are missing
             print(f"  {name}: generation {gen} reused from {out / name}: its saved weights "
                   f"predict every frame of the pool", flush=True)
             _predict_pool(name, kw, out / name, Path(a.out), a)
-            continue
-        if cached and (not keep_train_masks or _covers(out / name / "train.npy", Path(a.out))):
-            print(f"  {name}: generation {gen} cached in {out / name}", flush=True)
             continue
         jobs.append({"args": a, "name": name, "kwargs": kw, "key": key, "dir": str(out / name),
                      "data": str(data_dir), "heldout": str(Path(a.out) / "data" / "heldout.npy"),

@@ -36,7 +36,8 @@ from popdistill.storage import RunPath
 from popdistill.teacher.selection import edge_density
 
 SCORERS = ("evalseg", "agreement")
-# what a kept frame's label is: its best mask, the candidates' ensemble mask, or that binarised
+# what a kept frame's label is: its best mask, the candidates' ensemble mask, that binarised,
+# or their plain product
 LABELS = ("best", "multinet", "multinet-binary", "multinet-product")
 
 __all__ = [
