@@ -148,6 +148,31 @@ def test_two_generations_then_a_rerun_reuses_every_student(tmp_path, capsys, mon
     from skimage.io import imread
 
     assert imread(png).shape == (128, 128 * (2 + 4), 3)  # frame, truth, 2 students x 2 generations
+    # benchmarks/population_table.py: students of runs sharing the held-out world, in one table
+    # with their Multi-Net; here the run's own two, so every row is the run's
+    population_table = importlib.import_module("population_table")
+    students = [str(out / "gen-1" / "unet_tiny"), str(out / "gen-1" / "fconv_tiny")]
+    assert population_table.main([*students, "--json", str(tmp_path / "table.json")]) == 0
+    rows = json.loads((tmp_path / "table.json").read_text())
+    for name in ("teacher (VideoPCA, held-out)", "centre prior", "Multi-Net (product)",
+                 "Multi-Net (product >= 0.5^n)"):
+        assert rows[name]["J"] == pytest.approx(report[name]["J"]) and rows[name]["frames"] == 48
+    for s in ("unet_tiny", "fconv_tiny"):
+        row = rows[f"{s} (pg, gen-1)"]
+        assert row["J"] == pytest.approx(report[s]["J"]) and (row["videos"], row["epochs"]) == (3, 1)
+    assert "| unet_tiny (pg, gen-1) |" in capsys.readouterr().out
+    other = tmp_path / "other"  # a run of another held-out world is refused, by name
+    (other / "gen-1").mkdir(parents=True)
+    (other / "gen-1" / "unet_tiny").symlink_to(out / "gen-1" / "unet_tiny")
+    moved = json.loads((out / "population_gpu.json").read_text())
+    moved["args"]["heldout_seed"] += 1
+    (other / "population_gpu.json").write_text(json.dumps(moved))
+    with pytest.raises(SystemExit):
+        population_table.main([students[1], str(other / "gen-1" / "unet_tiny")])
+    assert "different held-out worlds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        population_table.main([str(out / "gen-1" / "lowres_tiny")])
+    assert "lowres_tiny/heldout.npy: missing" in capsys.readouterr().err
     # generation 2 trained on the students' binarised ensemble instead (--gen2-labels)
     assert bench.main([*args, "--ensemble", "geomean", "--gen2-top", "0.5", "--gen2-epochs", "2",
                        "--keep-teacher", "--gen2-labels", "multinet-binary"]) == 0
@@ -399,3 +424,19 @@ def test_area_ratios_sum_each_videos_pixels(monkeypatch):
     small = np.zeros((1, 2, 2), np.float32)
     small[0, 0, 0] = 1.0  # at 4 x 4 (bilinear): 1, 0.75, 0.75, 0.5625 on the top-left block
     assert video_area.area_ratios(small, gt[:1], np.array([0])).tolist() == [1.0]
+
+
+def test_the_cpu_students_file_builds_all_five_architectures_at_128_px():
+    """benchmarks/cpu_students.json: the population_gpu.py --models of the five architectures that
+    beat their teacher on the CPU (docs/results.md, nineteenth session)."""
+    import torch
+
+    from popdistill.students import create_student
+
+    models = json.loads((ROOT / "benchmarks" / "cpu_students.json").read_text())
+    assert {n.removesuffix("_tiny") for n in models} == {"lowres", "fconv", "unet", "denseunet", "dilateunet"}
+    images = torch.randint(0, 256, (2, 3, 96, 160), dtype=torch.uint8)
+    for name, kwargs in models.items():
+        masks = create_student(name, **kwargs).predict(images)
+        side = 32 if name == "lowres_tiny" else 128  # LowRes-Net: a quarter of its 128-px input
+        assert masks.shape == (2, 1, side, side) and 0.0 <= masks.min() and masks.max() <= 1.0
