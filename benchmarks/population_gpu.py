@@ -409,8 +409,6 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from popdistill.students.multinet import multinet_product
-
     out = Path(a.out) / f"gen-{gen}"
     jobs, trained = [], {}
     labels_digest = hashlib.sha1((data_dir / "targets.npy").read_bytes()).hexdigest()
@@ -463,11 +461,18 @@ def train_population(names, overrides, data_dir: Path, gen: int, h_videos, h_gt,
             train_masks[name] = np.load(d / "train.npy", mmap_mode="r")
     _write(a, {"partial": True, "table": rows, "students": trained, "label_j": label_j})
     if len(names) > 1:
-        prod = [multinet_product([torch.from_numpy(student_masks[n][i])[None, None] for n in names],
-                                 h_gt[i].shape)[0, 0].numpy() for i in range(len(h_gt))]
-        rows["Multi-Net (product)"] = evaluate(h_videos, prod, h_gt)
-        rows["Multi-Net (product >= 0.5^n)"] = evaluate(h_videos, [p ** (1 / len(names)) for p in prod], h_gt)
+        rows.update(multinet_rows([student_masks[n] for n in names], h_videos, h_gt))
     return trained, train_masks
+
+
+def multinet_rows(masks: list[np.ndarray], h_videos, h_gt) -> dict[str, dict]:
+    """The students' Multi-Net on the held-out frames: the product, and the product >= 0.5^n."""
+    from popdistill.students.multinet import multinet_product
+
+    prod = [multinet_product([torch.from_numpy(m[i])[None, None] for m in masks], h_gt[i].shape)[0, 0].numpy()
+            for i in range(len(h_gt))]
+    return {"Multi-Net (product)": evaluate(h_videos, prod, h_gt),
+            "Multi-Net (product >= 0.5^n)": evaluate(h_videos, [p ** (1 / len(masks)) for p in prod], h_gt)}
 
 
 def gen2_labels(masks: list[np.ndarray], keep: np.ndarray, best: np.ndarray, size: tuple[int, int],

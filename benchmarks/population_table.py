@@ -39,10 +39,8 @@ def _run_of(student: Path) -> tuple[Path, dict]:
 def table(students: list[Path], workers: int = 1) -> dict[str, dict]:
     """The rows: teacher, centre prior, each student, the Multi-Net product and >= 0.5^n."""
     import population_gpu as pg
-    import torch
 
     from popdistill.evaluate.baselines import centre_prior
-    from popdistill.students.multinet import multinet_product
 
     runs = [_run_of(s) for s in students]
     worlds = {(r["args"]["preset"], r["args"]["heldout_videos"], r["args"]["heldout_seed"]) for _, r in runs}
@@ -65,10 +63,7 @@ def table(students: list[Path], workers: int = 1) -> dict[str, dict]:
                       "selected": report.get("selected"), "epochs": info.get("epochs")}
         masks.append(m)
     if len(masks) > 1:
-        prod = [multinet_product([torch.from_numpy(m[i])[None, None] for m in masks], gt[i].shape)[0, 0].numpy()
-                for i in range(len(gt))]
-        rows["Multi-Net (product)"] = pg.evaluate(videos, prod, gt)
-        rows["Multi-Net (product >= 0.5^n)"] = pg.evaluate(videos, [p ** (1 / len(masks)) for p in prod], gt)
+        rows.update(pg.multinet_rows(masks, videos, gt))
     return rows
 
 
