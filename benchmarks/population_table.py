@@ -9,7 +9,7 @@ selected frames and epochs) and the Multi-Net of all of them (the pixel-wise pro
 product >= 0.5^n, as ``population_gpu.py`` scores it). ``--json FILE`` also writes the rows.
 
     .venv/bin/python benchmarks/population_table.py runs/s0_five/gen-1/{dilateunet,fconv,unet,denseunet}_tiny \\
-        runs/s0_lr300/gen-1/lowres_tiny
+        runs/s0_lr600/gen-1/lowres_tiny
 """
 
 from __future__ import annotations
