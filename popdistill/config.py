@@ -18,7 +18,7 @@ import yaml
 
 from popdistill.errors import UserError
 
-__all__ = ["load", "load_yaml", "parse_yaml_file", "to_dict", "choice"]
+__all__ = ["load", "load_yaml", "parse_yaml_file", "to_dict", "choice", "apply_overrides"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,33 @@ def choice(default: Any, choices: list[Any], **kw) -> Any:
 def to_dict(cfg: Any) -> dict:
     """A config as plain values (for Ray, MLflow params and checkpoints)."""
     return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``data`` with each ``dotted.key=VALUE`` of ``overrides`` set (VALUE is read as YAML:
+    ``8``, ``bf16``, ``[unet_tiny]``, ``{width: 16}``, ``null``); missing sections are created.
+    Fields are checked afterwards, with the rest of the config."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise UserError(f"--set {item!r}: expected dotted.key=VALUE, e.g. training.epochs=8")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {key}: not a YAML value: {text!r} ({exc})") from exc
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise UserError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return data
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:

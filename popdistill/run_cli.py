@@ -19,6 +19,8 @@ to RUN_DIR/mlflow.db unless tracking.uri is set; open them with `popdistill ui R
 examples:
   popdistill run configs/quickstart.yaml
   popdistill run configs/quickstart.yaml --out runs/try2
+  popdistill run configs/quickstart.yaml --set training.epochs=8 --set students.names=[unet_tiny]
+  popdistill run configs/experiments/gpu_population.yaml       (five full-size students, one GPU)
   popdistill run configs/cluster_aws.yaml --address auto     (on a cluster's head node)
 """
 
@@ -26,6 +28,9 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="run config (YAML), e.g. configs/quickstart.yaml")
     p.add_argument("--out", help="run directory (overrides the config's `out`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field, e.g. training.epochs=8 or "
+                        "resources.gpus_per_worker=0.2 (VALUE is YAML; repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: resources.address, "
                    "RAY_ADDRESS, else a local Ray)")
 
@@ -34,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from popdistill.generations import format_results, run_pipeline
     from popdistill.run_config import load_run_config
 
-    cfg = load_run_config(args.config, out=args.out)
+    cfg = load_run_config(args.config, out=args.out, overrides=args.overrides)
     if args.address:
         cfg.resources.address = args.address
     report = run_pipeline(cfg, log=lambda m: print(m, flush=True))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from popdistill.choices import GPU_MODES
 from popdistill.config import choice, load
 from popdistill.errors import UserError
 from popdistill.tracking import TrackingConfig
@@ -37,8 +38,8 @@ PIPELINE_FIELDS = {
     "teacher": {"data", "format", "out", "reader_options", "generation", "evaluate", "select_top",
                 "select_strata"},
     "training": {"store", "val_store", "out", "student", "name", "model", "use_gpu",
-                 "cpus_per_worker", "fault_epoch", "fault_marker"},
-    "evalseg": {"store", "students", "out", "ensemble"},
+                 "cpus_per_worker", "gpus_per_worker", "fault_epoch", "fault_marker"},
+    "evalseg": {"store", "students", "out", "ensemble", "gpu"},
 }
 
 
@@ -169,14 +170,16 @@ class StudentsConfig:
 class ResourcesConfig:
     """Ray: ``address`` (None: ``RAY_ADDRESS`` or a local Ray of ``num_cpus``), inference
     actors, CPUs per training worker / inference actor, and GPUs (auto: when the cluster has
-    them)."""
+    them). ``gpus_per_worker`` < 1 lets several students train at once on one GPU (0.2: the
+    five of a population together); Ray Tune starts as many as the GPUs fit."""
 
     address: str | None = None
     num_cpus: int | None = None
     actors: int = 2
     cpus_per_worker: float = 0.9
     actor_cpus: float = 0.9
-    gpu: str = choice("auto", ["auto", "yes", "no"])
+    gpu: str = choice("auto", GPU_MODES)
+    gpus_per_worker: float = 1.0
     gpus_per_actor: float = 0.25
 
     def validate(self) -> None:
@@ -184,6 +187,8 @@ class ResourcesConfig:
             raise UserError(f"actors: must be >= 1, got {self.actors}")
         if self.cpus_per_worker < 0 or self.actor_cpus < 0 or self.gpus_per_actor < 0:
             raise UserError("cpus_per_worker, actor_cpus, gpus_per_actor: must be >= 0")
+        if not 0 < self.gpus_per_worker:
+            raise UserError(f"gpus_per_worker: must be positive, got {self.gpus_per_worker}")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise UserError(f"num_cpus: must be >= 1, got {self.num_cpus}")
 
@@ -250,7 +255,8 @@ class RunConfig:
 
         train = load(TrainConfig, {**self.training, "store": store, "val_store": val_store,
                                    "out": out, "use_gpu": self.use_gpu(),
-                                   "cpus_per_worker": self.resources.cpus_per_worker}, "training")
+                                   "cpus_per_worker": self.resources.cpus_per_worker,
+                                   "gpus_per_worker": self.resources.gpus_per_worker}, "training")
         pop = load(PopulationConfig, {"train": train, "students": list(self.students.names),
                                       "models": self.students.models}, "students")
         return pop.configs()
@@ -259,7 +265,8 @@ class RunConfig:
         from popdistill.train.evalseg import EvalSegTrainConfig
 
         return load(EvalSegTrainConfig, {**self.evalseg, "store": store, "students": students,
-                                          "out": out, "ensemble": self.selection.ensemble},
+                                          "out": out, "ensemble": self.selection.ensemble,
+                                          "gpu": self.resources.gpu},
                     "evalseg")
 
     def eval_config(self):
@@ -281,6 +288,7 @@ class RunConfig:
             "actors": self.resources.actors, "actor_cpus": self.resources.actor_cpus,
             "actor_gpus": self.resources.gpus_per_actor if gpu else 0.0, "torch_threads": 1,
             "chunk_frames": int(self.teacher.get("chunk_frames", 128)),
+            "precision": self.training.get("precision", "auto"),
         })
 
 
@@ -316,11 +324,15 @@ def parse_run_config(data: Any, out: str | None = None) -> RunConfig:
     return cfg
 
 
-def load_run_config(path: str | Path, out: str | None = None) -> RunConfig:
-    """Read and validate a run config file; errors name the file and the dotted field."""
-    from popdistill.config import parse_yaml_file
+def load_run_config(path: str | Path, out: str | None = None,
+                    overrides: list[str] | None = None) -> RunConfig:
+    """Read and validate a run config file, with ``overrides`` (``dotted.key=VALUE``, as
+    ``popdistill run --set``) applied first; errors name the file and the dotted field."""
+    from popdistill.config import apply_overrides, parse_yaml_file
 
-    return parse_yaml_file(path, lambda data: parse_run_config(data, out))
+    return parse_yaml_file(
+        path, lambda data: parse_run_config(
+            apply_overrides(data, overrides or []) if isinstance(data, dict) else data, out))
 
 
 def resolved(cfg: RunConfig) -> dict[str, Any]:

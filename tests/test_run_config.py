@@ -106,6 +106,12 @@ def test_valid_config_builds_every_step_config():
         ("generations", 0, "generations: must be >= 1"),
         ("later_data.fromat", "davis", "unknown field 'later_data.fromat'; valid fields: format,"),
         ("later_data.path", "", "later_data: path: the data set folder is required"),
+        ("training.precision", "fp16", "training.precision: 'fp16' is not one of auto, fp32, bf16"),
+        ("training.max_steps", 0, "training: max_steps: must be >= 1"),
+        ("training.max_seconds", -1, "training: max_seconds: must be positive"),
+        ("training.gpus_per_worker", 0.2, "training.gpus_per_worker: set by the pipeline"),
+        ("resources.gpus_per_worker", 0, "resources: gpus_per_worker: must be positive"),
+        ("evalseg.precision", "half", "evalseg.precision: 'half' is not one of auto, fp32, bf16"),
     ],
 )
 def test_a_wrong_field_fails_with_its_dotted_name(path, value, expected):
@@ -125,6 +131,33 @@ def test_later_generations_select_from_later_data_when_it_is_set():
     assert "selection.with_teacher: generation 1's VideoPCA masks exist only for" in error(more)
     more["selection"] = {"keep_teacher": True}
     assert parse_run_config(more).selection.keep_teacher
+
+
+def test_resources_and_precision_reach_every_step():
+    cfg = parse_run_config(with_("resources", {"gpus_per_worker": 0.2, "gpu": "no"}))
+    trains = cfg.train_configs("s", None, "o")
+    assert all(t.gpus_per_worker == 0.2 and t.use_gpu is False for t in trains)
+    assert all(t.precision == "auto" and t.max_steps is None for t in trains)
+    assert cfg.evalseg_config("s", ["a.pt"], "o").gpu == "no"
+    bf16 = parse_run_config(with_("training.precision", "bf16"))
+    assert {t.precision for t in bf16.train_configs("s", None, "o")} == {"bf16"}
+
+
+def test_set_overrides_fields_before_validation(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    cfg = load_run_config(path, overrides=["training.epochs=8", "students.names=[unet_tiny]",
+                                           "training.max_seconds=30", "resources.gpus_per_worker=0.2",
+                                           "selection.threshold=null"])
+    assert cfg.students.names == ["unet_tiny"] and cfg.resources.gpus_per_worker == 0.2
+    trains = cfg.train_configs("s", None, "o")
+    assert [(t.epochs, t.max_seconds) for t in trains] == [(8, 30.0)]
+    with pytest.raises(UserError, match="run.yaml: unknown field .training.epochz."):
+        load_run_config(path, overrides=["training.epochz=8"])
+    with pytest.raises(UserError, match="--set 'training.epochs': expected dotted.key=VALUE"):
+        load_run_config(path, overrides=["training.epochs"])
+    with pytest.raises(UserError, match="--set out.x: out is not a section"):
+        load_run_config(path, overrides=["out.x=1"])
 
 
 def test_missing_sections_and_file_errors_name_the_file(tmp_path):

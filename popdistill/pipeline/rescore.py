@@ -141,7 +141,7 @@ def _frame_j(mask: np.ndarray, gt: np.ndarray | None) -> float:
 
 def rescore_predictions(
     stores: Mapping[str, str],
-    evalseg_checkpoint: str,
+    evalseg_checkpoint: str | None,
     scored: RunPath,
     generation: int,
     batch_size: int = 64,
@@ -150,6 +150,8 @@ def rescore_predictions(
     ensemble: str = "product",
     support: bool = False,
     labels: str = "best",
+    gpu: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Score each student's masks (``stores``: student -> prediction store) with ``scorer``
     (EvalSeg-Net, or the students' agreement with their ``ensemble`` mask) and write each
@@ -159,18 +161,22 @@ def rescore_predictions(
     :func:`ensemble_labels` of all the students' masks instead (the score, and so the
     selection, stays the best mask's).
     Videos already scored are skipped. Returns per-frame ``scores``, ``j`` and the ``chosen``
-    counts."""
+    counts. EvalSeg-Net runs on CUDA where ``gpu`` allows it, at ``precision``."""
     import torch
 
     from popdistill.data.schema import records_to_table
     from popdistill.students import load_checkpoint
+    from popdistill.students.device import local_device, resolve_precision
     from popdistill.train.evalseg import score_masks
 
     if scorer not in SCORERS:
         raise ValueError(f"scorer: {scorer!r} is not one of {', '.join(SCORERS)}")
     if labels not in LABELS:
         raise ValueError(f"labels: {labels!r} is not one of {', '.join(LABELS)}")
-    model = load_checkpoint(evalseg_checkpoint)[0].eval() if scorer == "evalseg" else None
+    device = local_device(gpu)
+    precision = resolve_precision(precision, device)
+    model = (load_checkpoint(evalseg_checkpoint, map_location=device)[0].eval()
+             if scorer == "evalseg" else None)
     names = list(stores)
     roots = {n: RunPath.of(p) for n, p in stores.items()}
     videos = sorted(set.intersection(*(set(r.listdir()) for r in roots.values())))
@@ -198,7 +204,7 @@ def rescore_predictions(
                     images = torch.from_numpy(np.stack([per_student[names[0]][f].image
                                                         for f in part])).permute(0, 3, 1, 2)
                     for k, m in enumerate(masks):
-                        scores[s : s + len(part), k] = score_masks(model, images, m).numpy()
+                        scores[s : s + len(part), k] = score_masks(model, images, m, precision).numpy()
                 scores[s : s + len(part)][empty_masks(masks)] = 0.0
                 if labels != "best":
                     joint.update(zip(part, ensemble_labels(masks, labels, ensemble).numpy()))

@@ -23,11 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from popdistill.choices import PRECISIONS
+from popdistill.config import choice
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
 from popdistill.storage import RunPath
 from popdistill.students.base import StudentNet, parameter_count, resize_images, to_float_images
 from popdistill.students.checkpoint import load_checkpoint
+from popdistill.students.device import autocast, prepare_input, prepare_model
 from popdistill.teacher.stream import MaskActor, stream_masks
 
 __all__ = [
@@ -57,7 +60,7 @@ class PredictConfig:
     actor_gpus: float = 0.0
     read_cpus: float = 0.25
     torch_threads: int = 2
-    autocast: bool = True  # bf16 autocast + channels_last when the actor has a GPU
+    precision: str = choice("auto", PRECISIONS)  # popdistill.students.device
     generation: int | None = None  # None: the checkpoint's config "generation" + 1, else 2
 
     def validate(self) -> None:
@@ -94,22 +97,22 @@ def _batch_tensor(images: Sequence[np.ndarray], size: int, device: torch.device)
 
 
 def predict_records(
-    model: StudentNet, records: Sequence[FrameRecord], batch_size: int = 32, autocast: bool = False
+    model: StudentNet, records: Sequence[FrameRecord], batch_size: int = 32, precision: str = "fp32"
 ) -> list[np.ndarray]:
     """Soft masks (output_size x output_size float32 in [0, 1]) for ``records``, in order.
 
     Frames of any size are resized to the model's square ``input_size`` (as ``predict`` does)
-    and run ``batch_size`` at a time in evaluation mode. ``autocast``: bf16 on CUDA only.
+    and run ``batch_size`` at a time in evaluation mode, at ``precision``
+    (:mod:`popdistill.students.device`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = _model_device(model)
-    use_amp = autocast and device.type == "cuda"
     masks: list[np.ndarray] = []
     for start in range(0, len(records), batch_size):
         x = _batch_tensor([r.image for r in records[start : start + batch_size]], model.input_size, device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            out = model.predict(x.contiguous(memory_format=torch.channels_last) if use_amp else x)
+        with autocast(device, precision):
+            out = model.predict(prepare_input(x, device, precision))
         masks.extend(out[:, 0].float().clamp_(0.0, 1.0).cpu().numpy())
     return masks
 
@@ -154,20 +157,18 @@ class StudentPredictor(MaskActor):
     """A trained student as a Ray Data actor; the checkpoint is loaded once, weights only."""
 
     def __init__(self, checkpoint: str, store: str, export_png: str | None, generation: int,
-                 threads: int = 2, batch_size: int = 32, autocast: bool = True):
+                 threads: int = 2, batch_size: int = 32, precision: str = "auto"):
         super().__init__(store, export_png, generation)
         torch.set_num_threads(max(1, threads))
         self.device = _actor_device()
         model, _ = load_checkpoint(checkpoint, map_location=self.device)
-        if self.device.type == "cuda" and autocast:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model.eval()
+        self.model = prepare_model(model, self.device, precision).eval()
         self.teacher = f"student:{model.registry_name}"
         self.batch_size = batch_size
-        self.autocast = autocast
+        self.precision = precision
 
     def masks(self, records: list[FrameRecord]) -> list[np.ndarray]:
-        return predict_records(self.model, records, self.batch_size, self.autocast)
+        return predict_records(self.model, records, self.batch_size, self.precision)
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def run_predict(cfg: PredictConfig, log=print, info: dict[str, Any] | None = Non
         fmt=cfg.format, data=cfg.data, reader_options=cfg.reader_options,
         store=paths["store"], done=paths["done"], actor=StudentPredictor,
         actor_kwargs=dict(checkpoint=info["path"], export_png=cfg.export_png, generation=generation,
-                          threads=cfg.torch_threads, batch_size=cfg.batch_size, autocast=cfg.autocast),
+                          threads=cfg.torch_threads, batch_size=cfg.batch_size, precision=cfg.precision),
         chunk_frames=cfg.chunk_frames, min_frames=1, actors=cfg.actors, actor_cpus=cfg.actor_cpus,
         actor_gpus=cfg.actor_gpus, read_cpus=cfg.read_cpus, label=f"predict {info['name']}", log=log,
     )

@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads per actor (2)")
     p.add_argument("--chunk-frames", type=int, default=128, help="frames per unit of work (128)")
     p.add_argument("--generation", type=int, help="generation these masks label (default: the checkpoint's + 1, else 2)")
-    p.add_argument("--no-autocast", action="store_true", help="on GPU, run fp32 instead of bf16 autocast")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast (channels_last) on a GPU, fp32 on a CPU (auto)")
     p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option passed to the reader, e.g. resolution=480p (repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -62,7 +63,7 @@ def build_config(args: argparse.Namespace):
         "reader_options": options, "export_png": args.export_png, "batch_size": args.batch_size,
         "chunk_frames": args.chunk_frames, "actors": args.actors, "actor_cpus": args.actor_cpus,
         "actor_gpus": args.actor_gpus, "torch_threads": args.threads,
-        "autocast": not args.no_autocast, "generation": args.generation,
+        "precision": args.precision, "generation": args.generation,
     })
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from popdistill.choices import PRECISIONS
 from popdistill.config import choice
 from popdistill.errors import UserError
 from popdistill.train.ema import validate_decay
@@ -110,6 +111,12 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # create_student keyword overrides
     name: str | None = None  # run name; default: the student name
     epochs: int = 20
+    # Budgets besides ``epochs``: training ends at whichever comes first (None: no such limit);
+    # the epoch in which a budget runs out ends there, and is the last one checkpointed.
+    max_steps: int | None = None  # optimiser steps over the whole run (resumed runs count on)
+    max_seconds: float | None = None  # seconds spent in training epochs (resumed runs count on)
+    # fp32, bf16 (autocast; channels_last on CUDA) or auto: bf16 on CUDA, fp32 on a CPU
+    precision: str = choice("auto", PRECISIONS)
     batch_size: int | None = None  # None: 32 (LowRes-style) or 16 (full-resolution output)
     val_batch_size: int = 64
     lr: float = 1e-3
@@ -156,6 +163,10 @@ class TrainConfig:
             raise UserError("out: the run directory is required")
         if self.epochs < 1:
             raise UserError(f"epochs: must be >= 1, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"max_steps: must be >= 1, got {self.max_steps}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise UserError(f"max_seconds: must be positive, got {self.max_seconds}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.lr <= 0:

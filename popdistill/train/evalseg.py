@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from popdistill.choices import GPU_MODES, PRECISIONS
 from popdistill.config import choice
 from popdistill.errors import UserError
 from popdistill.students.base import resize_to
+from popdistill.students.device import autocast, local_device, resolve_precision
 from popdistill.students.evalseg_net import quality_target
 from popdistill.students.multinet import ENSEMBLES, multinet_mask
 
@@ -64,6 +66,10 @@ class EvalSegTrainConfig:
     read_batch: int = 64
     torch_threads: int = 1
     ensemble: str = choice("product", list(ENSEMBLES))
+    # the students' masks and EvalSeg-Net's training run on CUDA when ``gpu`` allows it
+    # (resources.gpu), at ``precision`` (popdistill.students.device)
+    gpu: str = choice("auto", GPU_MODES)
+    precision: str = choice("auto", PRECISIONS)
 
     def validate(self) -> None:
         if not self.store:
@@ -97,9 +103,15 @@ class PairSet:
         return images, masks, self.targets[frame, student]
 
 
-def student_masks(students: Sequence[nn.Module], images: Tensor, size: int) -> list[Tensor]:
-    """Each student's soft masks (B x 1 x size x size) for images (uint8 or float, any size)."""
-    return [resize_to(s.predict(images).float().cpu(), size) for s in students]
+def student_masks(students: Sequence[nn.Module], images: Tensor, size: int,
+                  precision: str = "fp32") -> list[Tensor]:
+    """Each student's soft masks (B x 1 x size x size) for images (uint8 or float, any size),
+    run on each student's device at ``precision``."""
+    out = []
+    for s in students:
+        with autocast(next(s.parameters()).device, precision):
+            out.append(resize_to(s.predict(images).float().cpu(), size))
+    return out
 
 
 def evalseg_targets(masks: Sequence[Tensor], ensemble: str = "product") -> tuple[Tensor, Tensor]:
@@ -116,14 +128,14 @@ def _quantise(x: Tensor) -> Tensor:
 
 
 def build_pairs(students: Sequence[nn.Module], images: Tensor, size: int,
-                ensemble: str = "product") -> PairSet:
+                ensemble: str = "product", precision: str = "fp32") -> PairSet:
     """Pairs for one batch of frames (images B x 3 x H x W): masks and targets at ``size``.
 
     Targets are computed from the 8-bit masks that EvalSeg-Net will see.
     """
     from popdistill.students.base import resize_images, to_float_images
 
-    masks = [_quantise(m).float() / 255.0 for m in student_masks(students, images, size)]
+    masks = [_quantise(m).float() / 255.0 for m in student_masks(students, images, size, precision)]
     _, targets = evalseg_targets(masks, ensemble)
     small = _quantise(resize_images(to_float_images(images), size))
     return PairSet(small, _quantise(torch.cat(masks, dim=1)), targets.float())
@@ -143,8 +155,10 @@ def fit_evalseg(
     lr: float = 1e-4,
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    precision: str = "fp32",
 ) -> list[float]:
-    """Train ``model`` (EvalSeg-Net) on ``pairs`` with MSE; returns the mean loss per epoch."""
+    """Train ``model`` (EvalSeg-Net) on ``pairs`` with MSE (forward at ``precision``, the loss
+    in fp32); returns the mean loss per epoch."""
     device = next(model.parameters()).device
     optimizer = optimizer or torch.optim.Adam(_param_groups(model, lr))
     generator = torch.Generator().manual_seed(seed)
@@ -159,7 +173,9 @@ def fit_evalseg(
             )
             if len(targets) < 2 and n:  # a lone last item would break batch norm
                 continue
-            loss = F.mse_loss(model(images, masks), targets)
+            with autocast(device, precision):
+                pred = model(images, masks)
+            loss = F.mse_loss(pred.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -176,9 +192,11 @@ def _param_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
     return [{"params": list(model.parameters()), "lr": lr}]
 
 
-def score_masks(evalseg: nn.Module, images: Tensor, masks: Tensor) -> Tensor:
-    """Quality scores (B, in [0, 1]) of soft masks (B x 1 x h x w or B x h x w) for images."""
-    return evalseg.predict(images, masks).float().cpu()
+def score_masks(evalseg: nn.Module, images: Tensor, masks: Tensor, precision: str = "fp32") -> Tensor:
+    """Quality scores (B, in [0, 1]) of soft masks (B x 1 x h x w or B x h x w) for images,
+    on EvalSeg-Net's device at ``precision``."""
+    with autocast(next(evalseg.parameters()).device, precision):
+        return evalseg.predict(images, masks).float().cpu()
 
 
 def spread_rows(counts: Sequence[int], max_frames: int) -> list[list[int]]:
@@ -234,11 +252,13 @@ def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
     cfg = load(EvalSegTrainConfig, to_dict(cfg))
     torch.set_num_threads(max(1, cfg.torch_threads))
     torch.manual_seed(cfg.seed)
-    students = [load_checkpoint(p)[0].eval() for p in cfg.students]
-    model = create_evalseg(cfg.model, **cfg.model_kwargs)
+    device = local_device(cfg.gpu)
+    precision = resolve_precision(cfg.precision, device)
+    students = [load_checkpoint(p, map_location=device)[0].eval() for p in cfg.students]
+    model = create_evalseg(cfg.model, **cfg.model_kwargs).to(device)
     t0 = time.perf_counter()
     parts = [
-        build_pairs(students, images, model.input_size, cfg.ensemble)
+        build_pairs(students, images, model.input_size, cfg.ensemble, precision)
         for images in _store_images(cfg.store, cfg.max_frames, cfg.read_batch)
     ]
     pairs = _concat(parts)
@@ -247,7 +267,9 @@ def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
         f"(mean target {float(pairs.targets.mean()):.3f}) in {time.perf_counter() - t0:.1f} s"
     )
     optimizer = torch.optim.Adam(_param_groups(model, cfg.lr))
-    losses = fit_evalseg(model, pairs, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, optimizer)
+    losses = fit_evalseg(model, pairs, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, optimizer,
+                         precision)
+    model = model.cpu()  # saved as a CPU checkpoint, loadable anywhere
     target = RunPath.of(cfg.out) / "evalseg" / f"{cfg.model}.pt"
     with tempfile.TemporaryDirectory() as d:
         local = save_checkpoint(
@@ -265,4 +287,6 @@ def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
         "target_mean": float(pairs.targets.mean()),
         "losses": losses,
         "seconds": time.perf_counter() - t0,
+        "device": str(device),
+        "precision": precision,
     }

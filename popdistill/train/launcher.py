@@ -78,6 +78,7 @@ def read_store(
     shuffle: bool,
     cache_mb: float = 0.0,
     rows_per_block: int = 256,
+    seed: int | None = None,
 ):
     """A Ray Dataset over every Parquet file below ``store`` (local path or URI).
 
@@ -87,7 +88,8 @@ def read_store(
     epoch, one read task of ``data_cpus`` CPUs per file. ``ray.data.read_parquet`` is not used
     for them: in Ray 2.60 it starts with a file-listing task that asks for a whole CPU, which
     never fits beside the training workers of a population (2 x 0.9 CPU on 2 CPUs), so the
-    runs would wait for their data forever.
+    runs would wait for their data forever. ``seed`` fixes the shuffled block order, and rows
+    keep their order through the pipeline, so a rerun sees the same batches.
     """
     import pyarrow.parquet as pq
     import ray
@@ -109,7 +111,15 @@ def read_store(
             num_cpus=data_cpus,
             fn_kwargs={"store": root.uri, "columns": columns, "rows_per_block": rows_per_block},
         )
-    return ds.randomize_block_order() if shuffle else ds
+    ds.context.execution_options.preserve_order = True
+    if not shuffle:
+        return ds
+    if seed is None:
+        return ds.randomize_block_order()
+    from ray.data._internal.random_config import RandomSeedConfig
+
+    # a new order every epoch (execution), the same sequence of orders on every rerun
+    return ds.randomize_block_order(seed=RandomSeedConfig(seed, reseed_after_execution=True))
 
 
 def scaling_config(cfg: TrainConfig, has_gpus: bool):
@@ -144,7 +154,8 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
     from ray.train import DataConfig
     from ray.train.torch import TorchTrainer
 
-    datasets = {"train": read_store(cfg.store, TRAIN_COLUMNS, cfg.data_cpus, True, cfg.cache_mb)}
+    datasets = {"train": read_store(cfg.store, TRAIN_COLUMNS, cfg.data_cpus, True, cfg.cache_mb,
+                                    seed=cfg.seed)}
     if cfg.val_store:
         datasets["val"] = read_store(cfg.val_store, VAL_COLUMNS, cfg.data_cpus, False, cfg.cache_mb)
     return TorchTrainer(

@@ -11,6 +11,9 @@ torch and are tested without Ray.
 
 Workers split the training set in equal shares (DDP when there are several); the epoch's
 training loss is summed over workers. Rank 0 validates on the whole validation set.
+Training ends after ``epochs``, or earlier when ``max_steps`` or ``max_seconds`` is spent
+(checked after every step, agreed by all workers); the forward passes run at ``precision``
+(bf16 autocast with channels-last on CUDA by default, fp32 on a CPU).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from popdistill.evaluate.metrics import binarize, jaccard, pixel_accuracy, resize_mask
+from popdistill.students.device import autocast, prepare_input
 from popdistill.train.config import AugmentSizes
 from popdistill.train.data import (
     decode_gt_masks,
@@ -86,15 +90,22 @@ def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: floa
     return optimizer.param_groups[0]["lr"]
 
 
-def _all_reduce(values: list[float], device: torch.device) -> list[float]:
-    """Sums over all workers (a no-op without a process group)."""
+def _all_reduce(values: list[float], device: torch.device, op: str = "sum") -> list[float]:
+    """Sums (or maxima, ``op="max"``) over all workers (a no-op without a process group)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t.tolist()
+
+
+def budget_spent(cfg, steps: int, seconds: float) -> bool:
+    """Whether a run that has taken ``steps`` optimiser steps in ``seconds`` of training has
+    used up ``cfg.max_steps`` or ``cfg.max_seconds`` (either may be None: no such limit)."""
+    return (cfg.max_steps is not None and steps >= cfg.max_steps) or (
+        cfg.max_seconds is not None and seconds >= cfg.max_seconds)
 
 
 def train_epoch(
@@ -106,15 +117,21 @@ def train_epoch(
     generator: torch.Generator,
     device: torch.device,
     ema=None,
+    precision: str = "fp32",
+    stop: Callable[[int], bool] | None = None,
 ) -> tuple[float, int, int]:
     """One pass over ``batches``; returns (summed loss x items, items, optimiser steps) on
-    this worker. ``ema`` (``make_ema``), if given, averages the weights after every step."""
+    this worker. ``ema`` (``make_ema``), if given, averages the weights after every step.
+    ``precision``: the forward pass's (:mod:`popdistill.students.device`; the loss is fp32).
+    ``stop(steps)``, if given, is asked after every step; True ends the epoch there (a budget)."""
     model.train()
     total, items, steps = 0.0, 0, 0
     for batch in batches:
         images, targets = training_batch(batch, sizes, generator)
-        images, targets = images.to(device), targets.to(device)
-        loss = loss_fn(model(images), targets)
+        images, targets = prepare_input(images, device, precision), targets.to(device)
+        with autocast(device, precision):
+            pred = model(images)
+        loss = loss_fn(pred.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -123,6 +140,8 @@ def train_epoch(
         total += float(loss.detach()) * len(images)
         items += len(images)
         steps += 1
+        if stop is not None and stop(steps):
+            break
     return total, items, steps
 
 
@@ -133,6 +152,7 @@ def validate_epoch(
     output_size: int,
     loss_fn: LossFn,
     device: torch.device,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Sums over the validation rows: loss to the teacher mask (``loss``, ``n``) and,
     on frames with ground truth, P and J of the mask binarised at 0.5 at the frame's size
@@ -141,7 +161,9 @@ def validate_epoch(
     model.eval()
     with torch.no_grad():
         for batch in batches:
-            pred = model(eval_images(batch, input_size).to(device)).float().cpu()
+            with autocast(device, precision):
+                pred = model(prepare_input(eval_images(batch, input_size), device, precision))
+            pred = pred.float().cpu()
             if batch["mask"] is not None and all(m is not None for m in batch["mask"]):
                 target = stack_resized(decode_soft_masks(batch), output_size)
                 sums["loss"] += float(loss_fn(pred, target)) * len(pred)
@@ -228,6 +250,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     from popdistill.config import load, to_dict
     from popdistill.students import create_student
     from popdistill.students.checkpoint import save_checkpoint
+    from popdistill.students.device import prepare_model, resolve_precision
     from popdistill.train.config import TrainConfig, resolve_batch_size, resolve_sizes
 
     started = time.time()
@@ -244,18 +267,23 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     sizes = resolve_sizes(cfg.augment, input_size, output_size)
     batch_size = resolve_batch_size(cfg.batch_size, input_size, output_size)
     loss_fn = LOSSES[cfg.loss]
-    model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when > 1 worker
+    precision = resolve_precision(cfg.precision, device)
+    model = prepare_model(model, device, precision)  # channels_last for bf16 on CUDA
+    model = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP when > 1 worker
     raw_model = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.Adam(raw_model.param_groups(cfg.lr, cfg.weight_decay))
     base_lrs = [group["lr"] for group in optimizer.param_groups]  # before any restore
     ema = make_ema(raw_model, cfg.ema_decay)  # None when off
 
-    start_epoch, step, history, attempt = 0, 0, [], 0
+    start_epoch, step, history, attempt, seconds = 0, 0, [], 0, 0.0
     checkpoint = ray.train.get_checkpoint()  # every worker restores the same checkpoint
     if checkpoint is not None:
         state = restore_checkpoint(checkpoint, raw_model, optimizer, ema)
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         history, attempt = list(state["history"]), int(state.get("attempt", 0)) + 1
+        seconds = float(state.get("train_seconds", sum(h["epoch_seconds"] for h in history)))
+        if budget_spent(cfg, step, seconds):
+            start_epoch = cfg.epochs  # the run ended on its budget: nothing left to train
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if has_val else None  # not split: see launcher
@@ -263,6 +291,12 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     for epoch in range(start_epoch, cfg.epochs):
         _maybe_fail(cfg, epoch)
         t0 = time.perf_counter()
+
+        def stop(steps: int, step=step, seconds=seconds, t0=t0) -> bool:  # this epoch's start
+            # every worker asks after every step, and they agree
+            spent = budget_spent(cfg, step + steps, seconds + time.perf_counter() - t0)
+            return bool(_all_reduce([float(spent)], device, op="max")[0])
+
         epoch_seed = cfg.seed * 100_003 + epoch * 1_009 + rank  # augmentation and shuffle
         generator = torch.Generator().manual_seed(epoch_seed)
         lr = set_lr(optimizer, base_lrs, lr_factor(cfg.lr_schedule, epoch, cfg.epochs))
@@ -272,11 +306,16 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             local_shuffle_buffer_size=cfg.shuffle_buffer or None,
             local_shuffle_seed=epoch_seed if cfg.shuffle_buffer else None,
         )
+        budgeted = cfg.max_steps is not None or cfg.max_seconds is not None
         loss_sum, items, steps = train_epoch(
-            model, optimizer, batches, sizes, loss_fn, generator, device, ema
+            model, optimizer, batches, sizes, loss_fn, generator, device, ema, precision,
+            stop if budgeted else None,
         )
         loss_sum, items = _all_reduce([loss_sum, float(items)], device)
         step += steps
+        seconds += time.perf_counter() - t0
+        spent = budgeted and bool(
+            _all_reduce([float(budget_spent(cfg, step, seconds))], device, op="max")[0])
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "step": step,
@@ -290,14 +329,16 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
                 batch_size=cfg.val_batch_size, batch_format="numpy"
             )
             student = averaged_module(raw_model, ema)
-            sums = validate_epoch(student, val_batches, input_size, output_size, loss_fn, device)
+            sums = validate_epoch(student, val_batches, input_size, output_size, loss_fn, device,
+                                  precision)
             metrics.update(validation_metrics(sums))
         metrics["epoch_seconds"] = time.perf_counter() - t0
         history.append(metrics)
-        last = epoch == cfg.epochs - 1
+        last = epoch == cfg.epochs - 1 or spent
         if rank == 0 and (last or (epoch + 1) % cfg.checkpoint_every == 0):
             with tempfile.TemporaryDirectory() as d:
-                state = {"train": plain_cfg, "epoch": epoch, "history": history, "attempt": attempt}
+                state = {"train": plain_cfg, "epoch": epoch, "history": history, "attempt": attempt,
+                         "train_seconds": seconds, "budget_spent": bool(spent)}
                 if ema is not None:
                     state["ema_updates"] = int(ema.n_averaged)
                 save_checkpoint(
@@ -315,6 +356,8 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
                 )
         else:
             ray.train.report(metrics)
+        if spent:
+            break
     return {
         "history": history,
         "start_epoch": start_epoch,
@@ -325,6 +368,9 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
         "input_size": input_size,
         "output_size": output_size,
         "batch_size": batch_size,
+        "precision": precision,
+        "steps": step,
+        "train_seconds": seconds,
         "sizes": {"resize": sizes.resize, "crop": sizes.crop, "label": sizes.label},
     }
 

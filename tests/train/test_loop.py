@@ -181,3 +181,44 @@ def test_set_lr_scales_every_group_from_its_base_rate():
     assert set_lr(opt, base, 0.5) == pytest.approx(5e-4)
     assert set_lr(opt, base, 0.25) == pytest.approx(2.5e-4)  # from the base, not compounded
     assert opt.param_groups[1]["lr"] == pytest.approx(2.5e-5)
+
+
+def test_train_epoch_stops_when_its_budget_says_so():
+    rows, model, sizes, opt = _unet_on_squares(32, 1e-3)
+    g = torch.Generator().manual_seed(0)
+    asked = []
+
+    def stop(steps: int) -> bool:
+        asked.append(steps)
+        return steps >= 3
+
+    total, items, steps = train_epoch(
+        model, opt, _batches(rows, 8), sizes, LOSSES["mse"], g, torch.device("cpu"), stop=stop
+    )
+    assert (items, steps) == (24, 3) and asked == [1, 2, 3]
+
+
+def test_budget_spent_by_steps_or_seconds_whichever_first():
+    from popdistill.train.config import TrainConfig
+    from popdistill.train.loop import budget_spent
+
+    none = TrainConfig(store="s", out="o")
+    assert not budget_spent(none, 10**9, 1e9)
+    by_steps = TrainConfig(store="s", out="o", max_steps=100)
+    assert not budget_spent(by_steps, 99, 1e9) and budget_spent(by_steps, 100, 0.0)
+    by_time = TrainConfig(store="s", out="o", max_seconds=5.0, max_steps=100)
+    assert budget_spent(by_time, 1, 5.0) and not budget_spent(by_time, 1, 4.9)
+
+
+def test_bf16_training_on_the_cpu_tracks_fp32():
+    """bf16 autocast (asked for explicitly on a CPU) trains the same model to a loss near fp32's."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        rows, model, sizes, opt = _unet_on_squares(32, 1e-3)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(2):
+            total, items, _ = train_epoch(model, opt, _batches(rows, 8), sizes, LOSSES["mse"], g,
+                                          torch.device("cpu"), precision=precision)
+        losses[precision] = total / items
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.1 * losses["fp32"], losses
+    assert losses["bf16"] != losses["fp32"]  # bf16 really ran
