@@ -1,112 +1,119 @@
 """Which held-out videos a generation over-segments: predicted over true foreground area per video.
 
-For runs of ``benchmarks/population_gpu.py`` sharing one held-out world, each student's cached
-held-out masks (``gen-K/<student>/heldout.npy``, >= 0.5) are compared with the objects' true area
-on every held-out video: above 1 the student marks more than the object. Each cell is the mean
-over the runs, so several seeds read as one table; the last rows list the videos where a
-student's area grows most from generation 1 to generation 2. ``--png FILE`` draws, for the
-videos named by ``--videos`` (default: the three of largest growth), one frame each: the frame,
-its ground truth and each student's mask of each generation of the first run.
+For ``popdistill run`` directories sharing one held-out data set, each student's held-out masks
+(``gen-K/eval/STUDENT/store``, >= 0.5 at the frame's size) are compared with the objects' true
+area on every held-out video: above 1 the student marks more than the object. Each cell is the
+mean over the runs, so several seeds read as one table; the last rows list the videos where a
+student's area grows most from generation 1 to the last generation. ``--png FILE`` draws, for
+the videos named by ``--videos`` (default: the three of largest growth), one frame each: the
+frame, its ground truth and each student's mask of each generation of the first run.
 
-    .venv/bin/python benchmarks/video_area.py runs/s2_det runs/s3_det --png docs/gen2_area.png
+    .venv/bin/python benchmarks/video_area.py runs/two_generations-s0 runs/two_generations-s1 --png docs/area.png
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from popdistill.errors import UserError
+from popdistill.pipeline.run_dir import RunDir
 
 
-def foreground(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Each mask's pixels >= 0.5 once resized (bilinear, as the evaluation does) to ``shape``."""
+def foreground(mask: np.ndarray, shape: tuple[int, int]) -> int:
+    """The mask's pixels >= 0.5 once resized (bilinear, as the evaluation does) to ``shape``."""
     from popdistill.evaluate.metrics import resize_mask
 
-    if tuple(masks.shape[-2:]) == tuple(shape):
-        return (np.asarray(masks) >= 0.5).reshape(len(masks), -1).sum(1)
-    return np.array([(resize_mask(m, shape) >= 0.5).sum() for m in masks])
+    return int((resize_mask(np.asarray(mask, np.float32), shape) >= 0.5).sum())
 
 
-def area_ratios(masks: np.ndarray, gt: np.ndarray, video: np.ndarray) -> np.ndarray:
-    """Per video (``video``: each frame's index): pixels of ``masks`` >= 0.5 (at the size of
-    ``gt``) over the pixels of ``gt`` (boolean), both summed over the video's frames."""
-    n = int(video.max()) + 1
-    fg = np.bincount(video, weights=foreground(masks, gt.shape[-2:]), minlength=n)
-    true = np.bincount(video, weights=gt.reshape(len(gt), -1).sum(1), minlength=n)
-    return fg / np.maximum(true, 1)
+def video_areas(run: RunDir, columns: list[tuple[int, str]]) -> tuple[list[str], np.ndarray, dict]:
+    """(videos, true area per video, {column: predicted area per video}) of one run, where a
+    column is (generation, student); areas are pixel sums over each video's frames."""
+    stores = {f"{k}/{s}": run.eval_store(k, s) for k, s in columns}
+    videos: list[str] = []
+    true: list[float] = []
+    pred: dict[str, list[float]] = {c: [] for c in stores}
+    for rec, masks in run.heldout(stores):
+        if not videos or videos[-1] != rec.video:
+            videos.append(rec.video)
+            true.append(0.0)
+            for c in pred:
+                pred[c].append(0.0)
+        true[-1] += float(rec.gt_mask.sum())
+        for c, m in masks.items():
+            pred[c][-1] += foreground(m, rec.gt_mask.shape)
+    return videos, np.asarray(true), {c: np.asarray(v) for c, v in pred.items()}
 
 
 def _grey(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from popdistill.evaluate.metrics import resize_mask
 
-    return np.repeat((resize_mask(img, shape) * 255).astype(np.uint8)[..., None], 3, -1)
+    return np.repeat((resize_mask(np.asarray(img, np.float32), shape) * 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def draw(run: RunDir, columns: list[tuple[int, str]], videos: list[str], frame: int, png: Path) -> None:
+    """One frame of each of ``videos``: the image, its ground truth, then every column's mask."""
+    from skimage.io import imsave
+
+    stores = {f"{k}/{s}": run.eval_store(k, s) for k, s in columns}
+    seen: dict[str, int] = {}
+    rows = {}
+    for rec, masks in run.heldout(stores):
+        i = seen[rec.video] = seen.get(rec.video, -1) + 1
+        if rec.video in videos and (i == frame or rec.video not in rows):
+            hw = rec.gt_mask.shape
+            rows[rec.video] = np.concatenate(
+                [rec.image, _grey(rec.gt_mask, hw)] + [_grey(masks[c], hw) for c in stores], 1)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    imsave(png, np.concatenate([rows[v] for v in videos if v in rows], 0), check_contrast=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="population_gpu.py --out folders with one held-out world")
+    p.add_argument("runs", nargs="+", help="popdistill run directories with one held-out data set")
     p.add_argument("--png", type=Path, help="also draw one frame of some videos with every mask here")
-    p.add_argument("--videos", default="", help="comma-separated held-out video indices for --png "
+    p.add_argument("--videos", default="", help="comma-separated held-out video names for --png "
                                                 "(default: the three whose area grows most)")
     p.add_argument("--frame", type=int, default=20, help="which frame of each video --png draws (20)")
-    p.add_argument("--workers", type=int, default=1, help="processes re-rendering the held-out world (1)")
     a = p.parse_args(argv)
-    import population_gpu as pg
-
-    reports = [json.loads((r / "population_gpu.json").read_text()) for r in a.runs]
-    worlds = {(r["args"]["preset"], r["args"]["heldout_videos"], r["args"]["heldout_seed"]) for r in reports}
-    if len(worlds) > 1:
-        p.error(f"the runs have different held-out worlds: {sorted(worlds)}")
-    names = [s.strip() for s in reports[0]["args"]["students"].split(",") if s.strip()]
-    gens = range(1, min(r["args"]["generations"] for r in reports) + 1)
-    held = pg.make_split(*worlds.pop(), a.workers)
-    gt = np.concatenate([v["labels"] for v in held]) > 0
-    video = np.concatenate([[i] * len(v["frames"]) for i, v in enumerate(held)])
-    cols, overall = {}, {}
-    for k in gens:
-        for s in names:
-            paths = [r / f"gen-{k}" / s / "heldout.npy" for r in a.runs]
-            if missing := [str(x) for x in paths if not x.is_file()]:
-                p.error(f"{missing[0]}: missing; the run has not finished generation {k}")
-            loaded = [np.load(x) for x in paths]
-            cols[(k, s)] = np.mean([area_ratios(m, gt, video) for m in loaded], axis=0)
-            overall[(k, s)] = np.mean([area_ratios(m, gt, np.zeros_like(video))[0] for m in loaded])
+    try:
+        runs = [RunDir(r) for r in a.runs]
+        gens = range(1, min(max(r.generations) for r in runs) + 1)
+        columns = [(k, s) for k in gens for s in runs[0].students(k)]
+        per_run = [video_areas(r, columns) for r in runs]
+    except UserError as e:
+        p.error(str(e))
+    videos, true, _ = per_run[0]
+    if any(v != videos for v, _, _ in per_run):
+        p.error("the runs' held-out videos differ")
+    keys = [f"{k}/{s}" for k, s in columns]
+    cols = {c: np.mean([pred[c] / np.maximum(t, 1) for _, t, pred in per_run], axis=0) for c in keys}
+    overall = {c: np.mean([pred[c].sum() / max(t.sum(), 1) for _, t, pred in per_run]) for c in keys}
     print(f"held-out area of each student's masks over the objects' true area, per video "
-          f"(mean over {len(a.runs)} run(s))\n")
-    print("| video | true area | " + " | ".join(f"gen {k} {s}" for k, s in cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
-    for i, v in enumerate(held):
-        print(f"| {i} {v['video']} | {gt[video == i].mean():.3f} | "
-              + " | ".join(f"{c[i]:.2f}" for c in cols.values()) + " |")
-    print(f"| all | {gt.mean():.3f} | " + " | ".join(f"{overall[c]:.2f}" for c in cols) + " |")
+          f"(mean over {len(runs)} run(s))\n")
+    print("| video | " + " | ".join(f"gen {c.replace('/', ' ')}" for c in keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for i, v in enumerate(videos):
+        print(f"| {v} | " + " | ".join(f"{cols[c][i]:.2f}" for c in keys) + " |")
+    print("| all | " + " | ".join(f"{overall[c]:.2f}" for c in keys) + " |")
     growth = None
     if len(gens) > 1:
-        growth = np.max([cols[(gens[-1], s)] - cols[(1, s)] for s in names], axis=0)
+        growth = np.max([cols[f"{gens[-1]}/{s}"] - cols[f"1/{s}"] for s in runs[0].students(1)
+                         if f"{gens[-1]}/{s}" in cols], axis=0)
         top = np.argsort(-growth)[:3]
         print(f"\nlargest growth from generation 1 to generation {gens[-1]}: "
-              + "; ".join(f"video {i} (+{growth[i]:.2f})" for i in top))
+              + "; ".join(f"{videos[i]} (+{growth[i]:.2f})" for i in top))
     if a.png:
-        from skimage.io import imsave
-
-        chosen = ([int(x) for x in a.videos.split(",") if x.strip()] if a.videos
-                  else [int(i) for i in np.argsort(-growth)[:3]] if growth is not None else [0])
-        frames = np.concatenate([v["frames"] for v in held])
-        masks = {c: np.load(a.runs[0] / f"gen-{c[0]}" / c[1] / "heldout.npy", mmap_mode="r") for c in cols}
-        rows = []
-        for i in chosen:
-            f = np.flatnonzero(video == i)[min(a.frame, int((video == i).sum()) - 1)]
-            hw = gt.shape[1:]
-            rows.append(np.concatenate([frames[f], _grey(gt[f].astype(np.float32), hw)]
-                                       + [_grey(np.asarray(masks[c][f], np.float32), hw) for c in cols], 1))
-        a.png.parent.mkdir(parents=True, exist_ok=True)
-        imsave(a.png, np.concatenate(rows, 0), check_contrast=False)
-        print(f"\n{a.png}: videos {chosen}, frame {a.frame}; columns: frame, ground truth, "
-              + ", ".join(f"gen {k} {s}" for k, s in cols) + f" ({a.runs[0]})")
+        chosen = ([x.strip() for x in a.videos.split(",") if x.strip()] if a.videos
+                  else [videos[i] for i in np.argsort(-growth)[:3]] if growth is not None
+                  else videos[:1])
+        draw(runs[0], columns, chosen, a.frame, a.png)
+        print(f"\n{a.png}: {', '.join(chosen)}, frame {a.frame}; columns: frame, ground truth, "
+              + ", ".join(f"gen {c.replace('/', ' ')}" for c in keys) + f" ({runs[0].name})")
     return 0
 
 

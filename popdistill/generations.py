@@ -2,11 +2,12 @@
 
     data (embedded world generated if missing) ; held-out: VideoPCA + centre prior
     generation 1:  VideoPCA teacher -> top fraction by score -> population -> held-out
-                   evaluation (each student, Multi-Net) -> EvalSeg-Net
-    generation k:  gen k-1 students predict every training frame -> EvalSeg-Net scores them
-                   (and gen 1's VideoPCA masks with selection.with_teacher),
-                   each frame keeps its best mask, the best frames are kept -> a fresh
-                   population -> evaluation -> EvalSeg-Net
+                   evaluation (each student, Multi-Net)
+    generation k:  EvalSeg-Net trained on gen k-1's Multi-Net (step gen-<k-1>/evalseg; not
+                   with selection.scorer: agreement) -> gen k-1 students predict every
+                   training frame -> EvalSeg-Net scores them (and gen 1's VideoPCA masks with
+                   selection.with_teacher), each frame keeps its best mask, the best frames
+                   are kept -> a fresh population -> evaluation
     report:        the table (centre prior, VideoPCA, every student, Multi-Net: P, J, CorLoc)
 
 Every step is recorded in ``RUN_DIR/manifest.json`` when it finishes (:class:`Manifest`); a
@@ -25,13 +26,13 @@ from typing import Any
 
 from popdistill.errors import UserError
 from popdistill.pipeline.manifest import RESUMABLE_CHANGES, Manifest
+from popdistill.pipeline.run_dir import CENTRE, MULTINET, VIDEOPCA
 from popdistill.run_config import DataConfig, RunConfig, resolved, section_defaults, world_config
 from popdistill.storage import RunPath
 
 __all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]
 
 Log = Callable[[str], None]
-CENTRE, VIDEOPCA, MULTINET = "centre prior", "VideoPCA", "Multi-Net"
 TEACHER = "videopca"  # the generation-1 teacher's masks as a candidate (selection.with_teacher)
 
 
@@ -74,6 +75,13 @@ class _Run:
 
 
 # -- steps ----------------------------------------------------------------------------------
+def _write_evaluation(path: RunPath, results: dict[str, dict]) -> None:
+    """Every method's held-out metrics, overall and per video (what analyses of a run read:
+    ``benchmarks/generation_gain.py --bootstrap`` resamples the videos)."""
+    path.write_json({name: {"overall": r["overall"], "videos": r["videos"]}
+                     for name, r in results.items()})
+
+
 def _heldout_baselines(run: _Run) -> dict[str, Any]:
     """VideoPCA on the evaluation videos (also the students' validation store) and the
     held-out scores of VideoPCA and the centre prior."""
@@ -85,6 +93,7 @@ def _heldout_baselines(run: _Run) -> dict[str, Any]:
     results, _ = evaluate_heldout(cfg.eval, {VIDEOPCA: report["store"]}, baselines=["centre"],
                                   eval_config=cfg.eval_config(), log=run.log)
     results[CENTRE] = results.pop("centre")
+    _write_evaluation(run.root / "eval" / "evaluation.json", results)
     return {"store": report["store"], "results": {k: v["overall"] for k, v in results.items()}}
 
 
@@ -135,7 +144,8 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
     root = run.gen_root(k) / "selection"
     scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
                                  scorer=sel.scorer, ensemble=sel.ensemble,
-                                 support=sel.support, labels=sel.labels)
+                                 support=sel.support, labels=sel.labels, gpu=run.cfg.resources.gpu,
+                                 precision=run.cfg.evalseg.get("precision", "auto"))
     threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
                               sel.threshold, scored["densities"], sel.strata)
     scores = np.asarray(scored["scores"], np.float64)
@@ -217,6 +227,7 @@ def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], train: dict, s
                                      eval_config=cfg.eval_config(), grid_frames=cfg.grid_frames,
                                      log=run.log)
     overall = {name: r["overall"] for name, r in results.items()}
+    _write_evaluation(run.gen_root(k) / "evaluation.json", results)
     local = run.root.is_local
     for name in stores:
         handle = run.tracker.student_run(gen_run, name, _lineage(sel, k))
@@ -262,21 +273,25 @@ def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[s
         frames_store = sel["store"]
     else:
         frames_store = prev["frames_store"]
+        if run.cfg.selection.scorer == "evalseg":
+            # trained when a generation needs it to select, not after the last generation
+            prev["evalseg"] = run.step(f"gen-{k - 1}/evalseg", lambda: _evalseg(
+                run, run.tracker.generation_run(run.parent, k - 1), k - 1, frames_store,
+                prev["train"], prev["selection"]))
         ckpts = {n: t["checkpoint"] for n, t in prev["train"].items()}
         preds = run.step(f"{g}/predict", lambda: _predict(
             run, ckpts, run.cfg.candidates_data(k), run.gen_root(k) / "predict", k))
+        evalseg = prev.get("evalseg", {}).get("checkpoint")
         sel = run.step(f"{g}/select", lambda: _select(
-            run, gen_run, k, preds, prev["evalseg"]["checkpoint"], frames_store,
-            prev["teacher_selected"]))
+            run, gen_run, k, preds, evalseg, frames_store, prev["teacher_selected"]))
     train = run.step(f"{g}/train", lambda: _train(run, gen_run, k, sel, baselines["store"]))
     ckpts = {n: t["checkpoint"] for n, t in train.items()}
     eval_stores = run.step(f"{g}/predict-eval", lambda: _predict(
         run, ckpts, run.cfg.eval, run.gen_root(k) / "eval", k))
     overall = run.step(f"{g}/evaluate", lambda: _evaluate(run, gen_run, k, eval_stores, train, sel))
-    evalseg = run.step(f"{g}/evalseg", lambda: _evalseg(run, gen_run, k, frames_store, train, sel))
     gen_run.end("FINISHED")
     return {"generation": k, "selection": sel, "train": train, "results": overall,
-            "evalseg": evalseg, "frames_store": frames_store,
+            "frames_store": frames_store,
             "teacher_selected": sel["selected"] if k == 1 else prev["teacher_selected"]}
 
 
@@ -325,8 +340,9 @@ def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> 
                               for g in generations],
               "step_seconds": run.manifest.seconds(), "config": resolved(run.cfg)}
     for i, g in enumerate(generations):
-        report["generations"][i]["evalseg"] = {k: g["evalseg"][k] for k in ("checkpoint", "pairs",
-                                                                             "target_mean")}
+        if "evalseg" in g:  # the EvalSeg-Net that selected the next generation's labels
+            report["generations"][i]["evalseg"] = {k: g["evalseg"][k]
+                                                   for k in ("checkpoint", "pairs", "target_mean")}
     (run.root / "report.json").write_json(report)
     from popdistill.tracking import table_markdown
 

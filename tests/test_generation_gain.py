@@ -11,18 +11,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _report(folder: Path, seed: int, js: dict[int, list[float]], **args) -> Path:
-    """A population_gpu.json with two students; ``js[k]``: their held-out J in generation k."""
-    table = {"teacher (VideoPCA, held-out)": {"P": 0.9, "J": 0.30, "CorLoc": 0.5}}
-    means = {}
+def _report(folder: Path, seed: int, js: dict[int, list[float]], **training) -> Path:
+    """A `popdistill run` directory with two students a, b; ``js[k]``: their held-out J in
+    generation k (per-video J in ``gen-k/evaluation.json``: each student's J on both videos)."""
+    table = [{"method": "centre prior", "generation": "-", "P": 0.8, "J": 0.1, "CorLoc": 0.1},
+             {"method": "VideoPCA", "generation": "-", "P": 0.9, "J": 0.30, "CorLoc": 0.5}]
     for k, (a, b) in js.items():
-        suffix = "" if k == 1 else f" (gen {k})"
-        table["a" + suffix], table["b" + suffix] = {"J": a}, {"J": b}
-        means[f"generation {k}"] = {"P": 0.9 + k / 100, "J": (a + b) / 2, "CorLoc": 0.5 + k / 10}
-    folder.mkdir()
-    (folder / "population_gpu.json").write_text(json.dumps({
-        "args": {"students": "a,b", "seed": seed, "out": str(folder), "parallel": seed + 1, **args},
-        "table": table, "student_means": means}))
+        table += [{"method": n, "generation": k, "P": 0.9 + k / 100, "J": j, "CorLoc": 0.5 + k / 10}
+                  for n, j in (("a", a), ("b", b))]
+        table.append({"method": "Multi-Net", "generation": k, "P": 0.99, "J": 0.0, "CorLoc": 0.0})
+        (folder / f"gen-{k}").mkdir(parents=True)
+        (folder / f"gen-{k}" / "evaluation.json").write_text(json.dumps(
+            {n: {"overall": {"J": j}, "videos": {"v0": {"J": j}, "v1": {"J": j}}}
+             for n, j in (("a", a), ("b", b))}))
+    config = {"out": str(folder), "generations": len(js), "training": {"seed": seed, **training},
+              "resources": {"actors": seed + 1}}
+    (folder / "report.json").write_text(json.dumps({"table": table, "config": config}))
     return folder
 
 
@@ -53,6 +57,12 @@ def test_paired_gains_over_runs(tmp_path, capsys, monkeypatch):
     assert "differ" not in out  # seed, out and parallel do not count
     saved = json.loads((tmp_path / "g.json").read_text())
     assert saved["rows"][1]["generations"]["2"]["students"] == {"a": 0.38, "b": 0.36}
+    # --bootstrap reads each student's J per held-out video (gen-k/evaluation.json): here the
+    # same on both videos, so every draw gives each run's gain in the students' mean J
+    assert gain.main([str(r) for r in runs] + ["--bootstrap", "50", "--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())["bootstrap"]
+    assert [x for r in b["runs"] for x in (r["low"], r["high"])] == pytest.approx([0.02] * 4)
+    assert b["videos"] == 2
 
 
 def test_unlike_runs_are_named_and_bad_folders_refused(tmp_path, capsys, monkeypatch):
@@ -60,12 +70,14 @@ def test_unlike_runs_are_named_and_bad_folders_refused(tmp_path, capsys, monkeyp
     s0 = _report(tmp_path / "s0", 0, {1: [0.4, 0.4], 2: [0.4, 0.4]}, epochs=8)
     s1 = _report(tmp_path / "s1", 1, {1: [0.4, 0.4], 2: [0.4, 0.4]}, epochs=4)
     assert gain.main([str(s0), str(s1)]) == 0
-    assert "epochs = [8, 4]" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="no report"):
+    assert "training.epochs = [8, 4]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
         gain.main([str(tmp_path / "missing")])
+    assert "missing/report.json: missing" in capsys.readouterr().err
     one = _report(tmp_path / "one", 0, {1: [0.4, 0.4]})
-    with pytest.raises(SystemExit, match="one generation only"):
+    with pytest.raises(SystemExit):
         gain.main([str(one)])
+    assert "generations >= 2" in capsys.readouterr().err
 
 
 def test_bootstrap_resamples_videos_jointly(monkeypatch):
@@ -103,12 +115,12 @@ def test_against_compares_the_last_generation_of_paired_runs(tmp_path, capsys, m
     assert over["J: students' mean"][5].startswith("1 of 2")
     assert float(over["J: b"][2]) == pytest.approx(-0.015) and over["J: b"][5].startswith("0 of 2")
     assert float(over["P: students' mean"][2]) == pytest.approx(0.0)
-    assert f"{runs[0]} vs {bases[0]}: labels binary vs best" in out
-    assert f"{runs[1]} vs {bases[1]}: labels binary vs best; seed 1 vs 2" in out
+    assert f"{runs[0]} vs {bases[0]}: training.labels binary vs best" in out
+    assert f"{runs[1]} vs {bases[1]}: training.labels binary vs best; training.seed 1 vs 2" in out
     assert f"{runs[1]} and {bases[1]} differ in generation 1 already" in out
     assert f"{runs[0]} and {bases[0]} differ" not in out
-    older = _report(tmp_path / "old", 0, {1: [0.40, 0.36], 2: [0.42, 0.38]})  # before --labels existed
+    older = _report(tmp_path / "old", 0, {1: [0.40, 0.36], 2: [0.42, 0.38]})  # without the field
     assert gain.main([str(runs[0]), "--against", str(older)]) == 0
-    assert f"{runs[0]} vs {older}: labels binary vs (absent: its default)" in capsys.readouterr().out
+    assert f"{runs[0]} vs {older}: training.labels binary vs None" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         gain.main([str(runs[0]), "--against", str(bases[0]), str(bases[1])])
