@@ -115,13 +115,18 @@ def _train_one(job: dict, features, handle) -> None:
     scheduler); otherwise only the last one, since each ``ray.train.report`` blocks until the
     controller polls it (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default)."""
     import ray.train
-    import torch
 
+    from popdistill.retrieval.train import (
+        load_teacher_cache,
+        save_model,
+        save_teacher_cache,
+        teacher_cache,
+        train_ce,
+    )
     from popdistill.retrieval.train import score as sel_score
-    from popdistill.retrieval.train import teacher_cache, train_ce
 
     cfg = load(CETrainConfig, job["train"])
-    teachers = [torch.load(p, weights_only=False) for p in job.get("teachers", [])]
+    teachers = [load_teacher_cache(p) for p in job.get("teachers", [])]
     keep = np.load(job["keep"]) if job.get("keep") else None
 
     def report(entry: dict) -> None:
@@ -137,12 +142,11 @@ def _train_one(job: dict, features, handle) -> None:
         return
     out = Path(job["dir"])
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": to_dict(res.model.cfg), "state": res.model.state_dict()},
-               out / f"{job['name']}.model.pt")
+    save_model(res.model, out / f"{job['name']}.model.pt")
     if job.get("cache"):
         cache = teacher_cache(res.model, features, job["text_key"], job["name"],
                               sel_score(res.metrics["val"]))
-        torch.save(cache, out / f"{job['name']}.cache.pt")
+        save_teacher_cache(cache, out / f"{job['name']}.cache.pt")
     summary = {"name": job["name"], "metrics": res.metrics, "history": res.history,
                "best_epoch": res.best_epoch, "seconds": res.seconds}
     (out / f"{job['name']}.json").write_text(json.dumps(summary))
@@ -266,14 +270,18 @@ def _train_dict(cfg: TeachTextConfig, seed: int, **over) -> dict:
 
 
 def _denoise(cfg, corpus: Path, seed: int, caches: list[str], run_dir: Path) -> tuple[str, dict]:
-    import torch
 
     from popdistill.retrieval.ce_layout import load_safe
-    from popdistill.retrieval.train import caption_agreement_margins, denoise_keep, split_data
+    from popdistill.retrieval.train import (
+        caption_agreement_margins,
+        denoise_keep,
+        load_teacher_cache,
+        split_data,
+    )
 
     features = load_safe(corpus)
     train = split_data(features, cfg.student, "train")
-    teachers = [torch.load(p, weights_only=False) for p in caches]
+    teachers = [load_teacher_cache(p) for p in caches]
     margins = caption_agreement_margins(teachers, train.caption_video)
     keep = denoise_keep(margins, cfg.denoise_fraction)
     meta = json.loads((corpus / "caption_meta.json").read_text())["meta"]
@@ -306,18 +314,14 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _inference_times(corpus: Path, run_dir: Path, names: dict[str, str]) -> dict[str, float]:
-    import torch
 
     from popdistill.retrieval.ce_layout import load_safe
-    from popdistill.retrieval.model import CEConfig, CEModel
-    from popdistill.retrieval.train import inference_seconds_per_query, split_data
+    from popdistill.retrieval.train import inference_seconds_per_query, load_model, split_data
 
     features = load_safe(corpus)
     out = {}
     for label, (name, text_key) in names.items():
-        saved = torch.load(run_dir / f"{name}.model.pt", weights_only=False)
-        model = CEModel(load(CEConfig, saved["config"]))
-        model.load_state_dict(saved["state"])
+        model = load_model(run_dir / f"{name}.model.pt")
         data = split_data(features, text_key, "test", model.expert_names)
         out[label] = inference_seconds_per_query(model, data)
     return out

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from popdistill.config import load
 from popdistill.errors import UserError
 from popdistill.retrieval.sweep import SweepConfig, SweepSpace
-from popdistill.retrieval.train import CETrainConfig, teacher_cache, train_ce
+from popdistill.retrieval.train import CETrainConfig, save_teacher_cache, teacher_cache, train_ce
 from tests.retrieval.test_teachtext import TRAIN, write_tiny_corpus
 
 
@@ -35,7 +34,7 @@ def test_tiny_asha_sweep_logs_every_trial_to_mlflow(ray_session, tmp_path):
     tt_dir.mkdir(parents=True)
     # frozen teacher cached where the sweep looks for it (trained here without Ray)
     teacher = train_ce(features, "good", CETrainConfig(**{**TRAIN, "epochs": 3}))
-    torch.save(teacher_cache(teacher.model, features, "good", "t"), tt_dir / "teacher-good-s0.cache.pt")
+    save_teacher_cache(teacher_cache(teacher.model, features, "good", "t"), tt_dir / "teacher-good-s0.cache.pt")
     cfg = load(SweepConfig, {
         "teachtext": {"out": str(tmp_path / "run"), "corpus": str(corpus), "teachers": ["good"],
                       "student": "weak.sentence", "seeds": [0], "train": {**TRAIN, "epochs": 4}},

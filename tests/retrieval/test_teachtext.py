@@ -21,7 +21,7 @@ from popdistill.retrieval.teachtext import (
     run_population,
     run_teachtext,
 )
-from popdistill.retrieval.train import split_data
+from popdistill.retrieval.train import load_teacher_cache, split_data
 from tests.retrieval.test_train import tiny_features
 
 TRAIN = {"epochs": 2, "batch_size": 8, "shared_dim": 8, "netvlad_clusters": 2}
@@ -81,7 +81,7 @@ def test_teacher_population_on_ray_writes_models_and_caches(ray_session, tmp_pat
     for name, summary in out.items():
         assert "error" not in summary, summary
         assert len(summary["history"]) == 2 and set(summary["metrics"]) == {"val", "test"}
-        cache = torch.load(tmp_path / "tt" / f"{name}.cache.pt", weights_only=False)
+        cache = load_teacher_cache(tmp_path / "tt" / f"{name}.cache.pt")
         assert cache.text.experts.shape[0] == n_train  # one row per training caption
         assert cache.video.experts.shape[0] == 12  # 20 videos at 0.6
     assert (tmp_path / "train" / "teacher-good").is_dir()  # the Ray Train run's storage
@@ -108,8 +108,8 @@ def test_whole_teachtext_experiment_tiny(ray_session, tmp_path):
     assert stats["dropped"] == 9 and 0 <= stats["dropped_wrong"] <= 9  # round(0.25 * 36)
     times = report["inference_s_per_query"]
     assert times["base"] > 0 and times["student"] > 0
-    base = torch.load(tmp_path / "run/teachtext/base-s0.model.pt", weights_only=False)
-    student = torch.load(tmp_path / "run/teachtext/student-s0.model.pt", weights_only=False)
+    base = torch.load(tmp_path / "run/teachtext/base-s0.model.pt", weights_only=True)
+    student = torch.load(tmp_path / "run/teachtext/student-s0.model.pt", weights_only=True)
     # the student is the base architecture: same config, same parameter shapes
     assert base["config"] == student["config"]
     assert {k: v.shape for k, v in base["state"].items()} == {

@@ -17,6 +17,10 @@ from popdistill.retrieval.train import (
     caption_agreement_ranks,
     denoise_keep,
     evaluate,
+    load_model,
+    load_teacher_cache,
+    save_model,
+    save_teacher_cache,
     split_data,
     teacher_cache,
     train_ce,
@@ -53,6 +57,41 @@ def tiny_features(videos: int = 40, captions: int = 3, seed: int = 0,
         splits={"train": ids[:n_train], "val": ids[n_train:n_train + n_val],
                 "test": ids[n_train + n_val:]},
     )
+
+
+def test_model_and_cache_files_round_trip_weights_only(features, tmp_path):
+    res = train_ce(features, "good", CETrainConfig(**{**TINY, "epochs": 1}))
+    cache = teacher_cache(res.model, features, "good", "t", 0.7)
+    save_teacher_cache(cache, tmp_path / "t.cache.pt")
+    save_model(res.model, tmp_path / "t.model.pt")
+    back = load_teacher_cache(tmp_path / "t.cache.pt")
+    cap = torch.tensor([0, 3])
+    torch.testing.assert_close(back.sims(cap, cap), cache.sims(cap, cap))
+    assert (back.name, back.val_score) == ("t", 0.7)
+    model = load_model(tmp_path / "t.model.pt")
+    assert model.cfg == res.model.cfg
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  res.model.state_dict().values()))
+
+
+class _Payload:
+    """Unpickling this object would create the file ``target``."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("loader", [load_model, load_teacher_cache])
+def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path, loader):
+    target = tmp_path / "pwned"
+    bad = tmp_path / "evil.pt"
+    torch.save({"config": _Payload(str(target))}, bad)  # what someone could leave in a bucket
+    with pytest.raises(UserError, match="evil.pt: not a .* file that loads weights-only"):
+        loader(bad)
+    assert not target.exists()
 
 
 @pytest.fixture(scope="module")
