@@ -359,7 +359,15 @@ def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> 
 
 
 def run_pipeline(cfg: RunConfig, log: Log = print) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline; returns the report (also ``RUN_DIR/report.json``)."""
+    """Run (or resume) the whole pipeline; returns the report (also ``RUN_DIR/report.json``).
+    Holds the run directory's writer lock (:mod:`popdistill.pipeline.lock`) throughout."""
+    from popdistill.pipeline.lock import writer_lock
+
+    with writer_lock(cfg.out, log):
+        return _run_pipeline(cfg, log)
+
+
+def _run_pipeline(cfg: RunConfig, log: Log) -> dict[str, Any]:
     from popdistill.ray_env import init_ray
 
     t0 = time.time()

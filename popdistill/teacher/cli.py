@@ -73,7 +73,10 @@ def main(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     if "://" not in cfg.data and not Path(cfg.data).exists():
         raise FileNotFoundError(f"data: no such file or folder: {cfg.data}")
-    init_ray(args.address)
-    report = run_teacher(cfg)
+    from popdistill.pipeline.lock import writer_lock
+
+    with writer_lock(cfg.out):
+        init_ray(args.address)
+        report = run_teacher(cfg)
     print_teacher_report(report)
     return 0

@@ -152,7 +152,10 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown student {unknown[0]!r}; valid names: {', '.join(list_students())}"
         )
-    init_ray(args.address)
-    results = train_population(cfg.configs(), cfg.max_concurrent)
+    from popdistill.pipeline.lock import writer_lock
+
+    with writer_lock(cfg.train.out):
+        init_ray(args.address)
+        results = train_population(cfg.configs(), cfg.max_concurrent)
     print_population(results)
     return 1 if any("error" in s for s in results.values()) else 0
