@@ -41,9 +41,9 @@ def quarters(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.searchsorted(cuts, values, side="right"), cuts
 
 
-def quarter_scores(frames: list, quarter: np.ndarray, metric: str) -> list[float]:
+def quarter_scores(frames: list, quarter: np.ndarray, metric: str, eval_config=None) -> list[float]:
     """``metric`` of one method's masks on each clutter quarter, then on all frames; ``frames``:
-    (record, mask) per held-out frame."""
+    (record, mask) per held-out frame; ``eval_config``: the run's EvalConfig."""
     from popdistill.evaluate.metrics import Evaluator, resize_mask
 
     out = []
@@ -54,7 +54,7 @@ def quarter_scores(frames: list, quarter: np.ndarray, metric: str) -> list[float
                      for r, m in chosen)
             out.append(fg / max(sum(int(r.gt_mask.sum()) for r, _ in chosen), 1))
             continue
-        ev = Evaluator()
+        ev = Evaluator(eval_config)
         for r, m in chosen:
             ev.add(r.video, m, r.gt_mask, r.gt_boxes, frame_size=r.gt_mask.shape)
         out.append(ev.overall()[metric])
@@ -70,8 +70,8 @@ def run_rows(run: RunDir, metric: str, with_teacher: bool) -> tuple[dict[str, li
         stores = {VIDEOPCA: run.videopca_store(), **stores}
     frames = list(run.heldout(stores))
     quarter, cuts = quarters(np.array([clutter(r.image, r.gt_mask) for r, _ in frames]))
-    rows = {name: quarter_scores([(r, m[name]) for r, m in frames], quarter, metric)
-            for name in stores}
+    rows = {name: quarter_scores([(r, m[name]) for r, m in frames], quarter, metric,
+                                 run.eval_config()) for name in stores}
     return rows, cuts
 
 

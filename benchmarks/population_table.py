@@ -57,7 +57,7 @@ def table(students: list[str]) -> dict[str, dict]:
     members = [n for n in stores if n != VIDEOPCA]
     results, _ = evaluate_heldout(first.eval_data(), stores, baselines=["centre"],
                                   products={MULTINET: members} if len(members) > 1 else None,
-                                  log=lambda _: None)
+                                  eval_config=first.eval_config(), log=lambda _: None)
     rows = {VIDEOPCA: results[VIDEOPCA]["overall"], CENTRE: results["centre"]["overall"]}
     rows.update({n: {**results[n]["overall"], **info[n]} for n in members})
     if len(members) > 1:

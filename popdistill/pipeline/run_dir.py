@@ -114,3 +114,10 @@ class RunDir:
         from popdistill.run_config import DataConfig
 
         return load(DataConfig, self.config["eval"], "eval")
+
+    def eval_config(self):
+        """The run's evaluation settings (EvalConfig), as its own table was scored with."""
+        from popdistill.config import load
+        from popdistill.evaluate.metrics import EvalConfig
+
+        return load(EvalConfig, self.config.get("evaluation") or {}, "evaluation")

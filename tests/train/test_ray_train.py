@@ -119,6 +119,23 @@ def test_one_student_learns_and_checkpoints(ray_session, stores, tmp_path):
 
 
 @pytest.mark.timeout(420)
+def test_a_rerun_gives_the_same_numbers_and_a_step_budget_ends_the_run(ray_session, stores, tmp_path):
+    """One torch thread per worker and a seeded block order: the same config trained twice
+    gives the same losses and weights. ``max_steps`` ends training inside epoch 2, which is
+    checkpointed as the last."""
+    runs = [train_student(_config(stores, tmp_path / f"run{i}", epochs=2, max_steps=11,
+                                  torch_threads=1)) for i in range(2)]
+    a, b = runs
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert [(h["epoch"], h["step"]) for h in a["history"]] == [(0, 8), (1, 11)]
+    wa = load_checkpoint(Path(a["checkpoint"]) / CHECKPOINT_FILE)[0].state_dict()
+    wb = load_checkpoint(Path(b["checkpoint"]) / CHECKPOINT_FILE)[0].state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    _, payload = load_checkpoint(Path(a["checkpoint"]) / CHECKPOINT_FILE)
+    assert payload["step"] == 11 and payload["config"]["budget_spent"]
+
+
+@pytest.mark.timeout(420)
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp_path):
     marker = tmp_path / "died"
     cfg = _config(
