@@ -324,7 +324,10 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             "lr": lr,
             "attempt": attempt,
         }
-        if val_shard is not None and rank == 0:  # the whole validation store, on rank 0
+        last = epoch == cfg.epochs - 1 or spent
+        # the whole validation store, on rank 0, every ``val_every`` epochs and after the last
+        if val_shard is not None and rank == 0 and (last or (epoch + 1) % cfg.val_every == 0):
+            t_val = time.perf_counter()
             val_batches = val_shard.iter_batches(
                 batch_size=cfg.val_batch_size, batch_format="numpy"
             )
@@ -332,9 +335,9 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
             sums = validate_epoch(student, val_batches, input_size, output_size, loss_fn, device,
                                   precision)
             metrics.update(validation_metrics(sums))
+            metrics["val_seconds"] = time.perf_counter() - t_val
         metrics["epoch_seconds"] = time.perf_counter() - t0
         history.append(metrics)
-        last = epoch == cfg.epochs - 1 or spent
         if rank == 0 and (last or (epoch + 1) % cfg.checkpoint_every == 0):
             with tempfile.TemporaryDirectory() as d:
                 state = {"train": plain_cfg, "epoch": epoch, "history": history, "attempt": attempt,

@@ -121,13 +121,14 @@ def test_one_student_learns_and_checkpoints(ray_session, stores, tmp_path):
 @pytest.mark.timeout(420)
 def test_a_rerun_gives_the_same_numbers_and_a_step_budget_ends_the_run(ray_session, stores, tmp_path):
     """One torch thread per worker and a seeded block order: the same config trained twice
-    gives the same losses and weights. ``max_steps`` ends training inside epoch 2, which is
-    checkpointed as the last."""
-    runs = [train_student(_config(stores, tmp_path / f"run{i}", epochs=2, max_steps=11,
-                                  torch_threads=1)) for i in range(2)]
+    gives the same losses and weights. ``max_steps`` ends training inside epoch 2 of 3, which
+    is checkpointed and validated as the last (``val_every`` 2 skips epoch 1's validation)."""
+    runs = [train_student(_config(stores, tmp_path / f"run{i}", epochs=3, max_steps=11,
+                                  torch_threads=1, val_every=2)) for i in range(2)]
     a, b = runs
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     assert [(h["epoch"], h["step"]) for h in a["history"]] == [(0, 8), (1, 11)]
+    assert "val_j" not in a["history"][0] and a["history"][1]["val_frames"] == 32
     wa = load_checkpoint(Path(a["checkpoint"]) / CHECKPOINT_FILE)[0].state_dict()
     wb = load_checkpoint(Path(b["checkpoint"]) / CHECKPOINT_FILE)[0].state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
