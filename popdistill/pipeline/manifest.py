@@ -25,6 +25,7 @@ class Manifest:
     """Finished steps of one run, in order, each with its result and timings."""
 
     def __init__(self, root: RunPath):
+        self.root = root
         self.path = root / "manifest.json"
         self.data: dict[str, Any] = self.path.read_json() if self.path.exists() else {}
         self.data.setdefault("steps", {})
@@ -66,11 +67,33 @@ class Manifest:
                             "seconds": time.time() - started, "result": result}
         self.path.write_json(self.data)
 
+    def forget(self, step: str) -> list[str]:
+        """Drop ``step`` and every step recorded after it (they may depend on its outputs);
+        returns their names."""
+        names = list(self.steps)
+        dropped = names[names.index(step):]
+        for name in dropped:
+            del self.steps[name]
+        self.path.write_json(self.data)
+        return dropped
+
     def run(self, step: str, fn: Callable[[], Any], log: Callable[[str], None] = print) -> Any:
-        """``fn()``'s result, computed once: a finished step returns its stored result."""
+        """``fn()``'s result, computed once: a finished step returns its stored result, unless
+        an output its result names is damaged (:mod:`popdistill.pipeline.integrity`): then the
+        damaged part is removed, the step and the steps after it are forgotten, and it runs
+        again."""
         if self.done(step):
-            log(f"[{step}] finished before ({self.steps[step]['seconds']:.1f} s); skipped")
-            return self.result(step)
+            from popdistill.pipeline.integrity import damaged_outputs, repair
+
+            damaged = damaged_outputs(self.result(step), self.root)
+            if not damaged:
+                log(f"[{step}] finished before ({self.steps[step]['seconds']:.1f} s); skipped")
+                return self.result(step)
+            for path, problem in damaged:
+                log(f"[{step}] {path}: {problem}; removed, with what depends on it: "
+                    + ", ".join(repair(path)))
+            dropped = self.forget(step)
+            log(f"[{step}] redone (and after it: {', '.join(dropped[1:]) or 'nothing'})")
         log(f"[{step}] ...")
         started = time.time()
         # exactly as a resumed run reads it back (write_json sorts keys)
