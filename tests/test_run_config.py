@@ -109,7 +109,7 @@ def test_valid_config_builds_every_step_config():
         ("training.precision", "fp16", "training.precision: 'fp16' is not one of auto, fp32, bf16"),
         ("training.max_steps", 0, "training: max_steps: must be >= 1"),
         ("training.max_seconds", -1, "training: max_seconds: must be positive"),
-        ("training.val_every", 0, "training: val_every: must be >= 1"),
+        ("training.val_every", -1, "training: val_every: must be >= 0"),
         ("training.gpus_per_worker", 0.2, "training.gpus_per_worker: set by the pipeline"),
         ("resources.gpus_per_worker", 0, "resources: gpus_per_worker: must be positive"),
         ("evalseg.precision", "half", "evalseg.precision: 'half' is not one of auto, fp32, bf16"),

@@ -95,6 +95,9 @@ def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int =
     edges, thresholds = stratified_thresholds(scores, values, fraction, strata)
     kept_ds = ray.data.read_parquet(files, filesystem=store.fs).map_batches(
         _keep, fn_kwargs={"edges": edges.tolist(), "thresholds": thresholds.tolist()}, batch_format="pyarrow")
+    # the selected rows in the store's own order, whatever order the tasks finish in: students
+    # read the selection in file order, so a rerun trains on the same batches
+    kept_ds.context.execution_options.preserve_order = True
     kept_ds.write_parquet(selected.path, filesystem=selected.fs)
     kept = stratified_keep(scores, values, edges, thresholds)
     which = stratum_of(values, edges)

@@ -119,7 +119,9 @@ class TrainConfig:
     precision: str = choice("auto", PRECISIONS)
     batch_size: int | None = None  # None: 32 (LowRes-style) or 16 (full-resolution output)
     val_batch_size: int = 64
-    val_every: int = 1  # validate every this many epochs, and always after the last
+    # validate every this many epochs, and always after the last; 0: never (the pipeline
+    # scores every student on its held-out videos after training anyway)
+    val_every: int = 1
     lr: float = 1e-3
     # constant (the papers) or cosine: annealed from ``lr`` towards zero over ``epochs``, one
     # rate per epoch (loop.lr_factor); smaller last steps steady the final student.
@@ -168,8 +170,8 @@ class TrainConfig:
             raise UserError(f"max_steps: must be >= 1, got {self.max_steps}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise UserError(f"max_seconds: must be positive, got {self.max_seconds}")
-        if self.val_every < 1:
-            raise UserError(f"val_every: must be >= 1, got {self.val_every}")
+        if self.val_every < 0:
+            raise UserError(f"val_every: must be >= 0, got {self.val_every}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.lr <= 0:

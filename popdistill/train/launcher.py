@@ -156,7 +156,7 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
 
     datasets = {"train": read_store(cfg.store, TRAIN_COLUMNS, cfg.data_cpus, True, cfg.cache_mb,
                                     seed=cfg.seed)}
-    if cfg.val_store:
+    if cfg.val_store and cfg.val_every > 0:
         datasets["val"] = read_store(cfg.val_store, VAL_COLUMNS, cfg.data_cpus, False, cfg.cache_mb)
     return TorchTrainer(
         train_loop_per_worker,

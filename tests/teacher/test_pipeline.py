@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -149,6 +150,12 @@ def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_r
     keep = stratified_keep(scores, values, edges, thresholds)
     expected = {(r.video, r.frame) for r, k in zip(recs, keep) if k}
     assert {(r["video"], r["frame"]) for r in _store_rows(sel["store"])} == expected
+    # the selection keeps the store's own row order (files in order), so training reads the
+    # same batches on a rerun
+    order = [(r.video, r.frame) for r, k in zip(recs, keep) if k]
+    written = sorted(str(p) for p in (tmp_path / "selected").rglob("*.parquet"))
+    assert [(r["video"], r["frame"]) for f in written
+            for r in pq.read_table(f, columns=["video", "frame"]).to_pylist()] == order
     assert sel["kept"] == len(expected) and sel["strata"] == 2
     assert sel["strata_kept"] == [int(keep[values <= edges[0]].sum()), int(keep[values > edges[0]].sum())]
     assert min(sel["strata_kept"]) >= 4  # the top quarter of each half (17-18 frames)
