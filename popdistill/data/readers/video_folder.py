@@ -15,6 +15,7 @@ decoded frames are kept) are each reported with their path and reason.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -55,10 +56,27 @@ class VideoFolderReader(Reader):
     def _size(self) -> tuple[int, int] | None:
         return parse_size(self.options.get("size"))
 
-    def _walk(self, folder: Path, refs: list[VideoRef]) -> None:
-        entries = sorted(folder.iterdir(), key=natural_key)
+    def _walk(self, folder: Path, refs: list[VideoRef], seen: set[Path] | None = None) -> None:
+        seen = set() if seen is None else seen
+        real = folder.resolve()
+        if real in seen:  # a symlink back to a folder already listed
+            self.skip(folder, f"symlink loop: {real} is listed already")
+            return
+        seen.add(real)
+        entries = []
+        for p in sorted(folder.iterdir(), key=natural_key):
+            try:
+                p.name.encode("utf-8")
+            except UnicodeEncodeError:  # undecodable bytes: ids and stores are UTF-8 text
+                shown = os.fsencode(p.name).decode("utf-8", "backslashreplace")
+                self.skip(str(p.parent / shown), "file name is not valid UTF-8; rename it to read it")
+                continue
+            entries.append(p)
         files = [p for p in entries if p.is_file() and not p.name.startswith(".")]
         dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+        for p in entries:
+            if p.is_symlink() and not p.exists():
+                self.skip(p, "broken or looping symlink")
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
         for p in files:
@@ -74,7 +92,7 @@ class VideoFolderReader(Reader):
             video = p.relative_to(self.root).with_suffix("").as_posix()
             refs.append(VideoRef(video=video, path=str(p), meta={"kind": "file"}))
         for d in dirs:
-            self._walk(d, refs)
+            self._walk(d, refs, seen)
 
     def list_videos(self) -> list[VideoRef]:
         if self.root.is_file():
@@ -104,6 +122,9 @@ class VideoFolderReader(Reader):
             yield from self._iter_file(ref, on_skip)
 
     def _iter_file(self, ref: VideoRef, on_skip: SkipFn) -> Iterator[FrameRecord]:
+        if Path(ref.path).stat().st_size == 0:
+            self.skip(ref.path, "empty file (0 bytes)", on_skip)
+            return
         kept = 0
         try:
             for numbers, batch in decode_video_indexed(
