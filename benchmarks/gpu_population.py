@@ -83,7 +83,7 @@ def summary(out: Path, wall: float) -> dict:
     rates = train_throughput(out)
     print(f"\nwall {wall:.0f} s; steps: " + ", ".join(
         f"{k} {v:.0f} s" for k, v in report["step_seconds"].items()))
-    print("training images/s: " + ", ".join(f"generation {g} {r:.0f}" for g, r in rates.items()))
+    print("training images/s: " + ", ".join(f"generation {g} {r:.1f}" for g, r in rates.items()))
     return {"wall_seconds": wall, "train_images_per_s": rates, "table": report["table"]}
 
 

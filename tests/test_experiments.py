@@ -1,11 +1,10 @@
 """The experiments the docs report are configs run by the product (configs/experiments/).
 
-The main path end to end in the default suite: ``benchmarks/gpu_population.py`` without CUDA
+Every config loads and builds its students. ``benchmarks/gpu_population.py`` without CUDA
 runs ``popdistill run configs/experiments/gpu_population.yaml`` at tiny sizes (both
-generations of the five architectures, EvalSeg-Net selecting generation 2). Its students must
-beat the centre prior on held-out J, a floor that a broken pipeline (empty or constant masks,
-labels that do not reach training) cannot reach. The analysis scripts then read its run
-directory and must agree with the run's own table.
+generations of the five architectures, EvalSeg-Net selecting generation 2; slow suite); the
+analysis scripts then read its run directory and must agree with the run's own table. The
+quality floor of the main path is in tests/test_generations.py.
 """
 
 from __future__ import annotations
@@ -64,8 +63,9 @@ def smoke(tmp_path_factory) -> tuple[Path, str]:
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # ~5 min on an idle 2-core machine: five students, two generations
 @pytest.mark.timeout(1500)
-def test_the_gpu_experiment_runs_both_generations_on_a_cpu_and_beats_the_centre_prior(smoke):
+def test_the_gpu_experiment_runs_both_generations_on_a_cpu(smoke):
     out, stdout = smoke
     assert "no CUDA device: a smoke run" in stdout
     report = json.loads((out / "report.json").read_text())
@@ -74,12 +74,8 @@ def test_the_gpu_experiment_runs_both_generations_on_a_cpu_and_beats_the_centre_
     assert {n.removesuffix("_tiny") for n in names} == FIVE
     assert [(r["method"], r["generation"]) for r in table] == [
         ("centre prior", "-"), ("VideoPCA", "-"),
-        *[(m, k) for k in (1, 2) for m in (*names, "Multi-Net")]]
-    centre = table[0]["J"]
-    for k in (1, 2):
-        js = {r["method"]: r["J"] for r in table if r["generation"] == k and r["method"] in names}
-        # the floor: the students' mean beats the centre prior in each generation
-        assert sum(js.values()) / len(js) > centre, (k, js, centre)
+        *[(m, k) for k in (1, 2) for m in (*sorted(names), "Multi-Net")]]
+    assert all(r["frames"] == table[0]["frames"] > 0 and r["J"] is not None for r in table)
     # generation 2 was selected by EvalSeg-Net trained on generation 1's Multi-Net
     assert report["generations"][1]["selection"]["teacher"].startswith("evalseg(")
     assert (out / "gen-1" / "evalseg").is_dir() and not (out / "gen-2" / "evalseg").exists()
@@ -94,6 +90,7 @@ def test_the_gpu_experiment_runs_both_generations_on_a_cpu_and_beats_the_centre_
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_the_analysis_scripts_read_the_run_directory(smoke, tmp_path, capsys, monkeypatch):
     out, _ = smoke
