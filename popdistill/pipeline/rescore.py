@@ -8,11 +8,11 @@ Two scorers (``SelectionConfig.scorer``):
   of the mask to the Multi-Net product of all the students' masks of that frame. At
   generation >= 2 every candidate frame has every student's mask, so the target needs no
   network; on the embedded corpus it ranks masks by true J better than the trained net does
-  (docs/results.md).
+  (docs/experiments/history.md).
 
 Both measure agreement with ``SelectionConfig.ensemble``: the students' ``product`` (the thesis)
 or its n-th root ``geomean``, which does not favour the most conservative student's masks
-(docs/results.md, seventh session).
+(docs/experiments/history.md, seventh session).
 
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
                                                    best mask, ``score`` = its score
@@ -107,7 +107,7 @@ def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.
 
     A student's mask has a faint halo (values below 0.5 around and away from the object) that
     the teacher's masks do not; regressed as a label, it may teach the next generation to
-    over-segment (docs/results.md, ninth session)."""
+    over-segment (docs/experiments/history.md, ninth session)."""
     import torch
 
     from popdistill.teacher.videopca_ops import above_fraction, hysteresis
