@@ -116,13 +116,12 @@ def _teacher(run: _Run, gen_run) -> dict[str, Any]:
 
 
 def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunPath, k: int) -> dict:
-    from popdistill.students.predict import run_predict
+    from popdistill.students.predict import run_predict_many
 
-    stores = {}
-    for name, ckpt in checkpoints.items():
-        report = run_predict(run.cfg.predict_config(ckpt, data, (out / name).uri, k), log=run.log)
-        stores[name] = report["store"]
-    return stores
+    cfgs = [run.cfg.predict_config(ckpt, data, (out / name).uri, k)
+            for name, ckpt in checkpoints.items()]
+    reports = run_predict_many(cfgs, log=run.log)  # one pass over the frames for all of them
+    return {name: r["store"] for name, r in zip(checkpoints, reports)}
 
 
 def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,

@@ -1,8 +1,9 @@
 """Student inference at scale: a trained student's soft masks for every frame of a data set.
 
     predict_records(model, records, batch_size)   pure: frames -> soft masks (no Ray)
-    StudentPredictor                              Ray Data callable class (one model per actor)
+    StudentPredictor / PopulationPredictor        Ray Data callable classes (one model / several)
     run_predict(cfg)                              reader -> chunks -> actor pool -> mask store
+    run_predict_many(cfgs)                        several students in one pass, a store each
 
 The pipeline is the teacher's (``popdistill.teacher.pipeline``) with a student in place of
 VideoPCA (``popdistill.teacher.stream``): the same chunking, FRAME_SCHEMA store, done
@@ -37,9 +38,11 @@ __all__ = [
     "PredictConfig",
     "predict_records",
     "StudentPredictor",
+    "PopulationPredictor",
     "checkpoint_info",
     "predict_paths",
     "run_predict",
+    "run_predict_many",
 ]
 
 
@@ -171,6 +174,29 @@ class StudentPredictor(MaskActor):
         return predict_records(self.model, records, self.batch_size, self.precision)
 
 
+class PopulationPredictor(StudentPredictor):
+    """Several trained students in one Ray Data actor, each writing its own store: the frames
+    are read and decoded once for the whole population instead of once a student."""
+
+    def __init__(self, checkpoints: list[str], stores: list[str], export_pngs: list[str | None],
+                 generation: int, threads: int = 2, batch_size: int = 32,
+                 precision: str = "auto"):
+        super().__init__(checkpoints[0], stores[0], export_pngs[0], generation, threads,
+                         batch_size, precision)
+        first = (self.model, self.teacher)
+        self.members = [first]
+        for ckpt in checkpoints[1:]:
+            model, _ = load_checkpoint(ckpt, map_location=self.device)
+            self.members.append((prepare_model(model, self.device, precision).eval(),
+                                 f"student:{model.registry_name}"))
+        self.outputs = [(RunPath.of(s), RunPath.of(e) if e else None) for s, e in zip(stores, export_pngs)]
+
+    def write(self, row: dict, records: list[FrameRecord]) -> None:
+        for (model, teacher), (store, export) in zip(self.members, self.outputs):
+            masks = predict_records(model, records, self.batch_size, self.precision)
+            self.write_masks(row, records, masks, store, export, teacher)
+
+
 # -- the driver -----------------------------------------------------------------------------
 
 
@@ -196,36 +222,65 @@ def run_predict(cfg: PredictConfig, log=print, info: dict[str, Any] | None = Non
 
     ``info``: the checkpoint's ``checkpoint_info`` when the caller already has it.
     """
+    return run_predict_many([cfg], log, [info] if info else None)[0]
+
+
+_SHARED = ("data", "format", "reader_options", "batch_size", "chunk_frames", "actors",
+           "actor_cpus", "actor_gpus", "read_cpus", "torch_threads", "precision", "generation")
+
+
+def run_predict_many(cfgs: Sequence[PredictConfig], log=print,
+                     infos: Sequence[dict[str, Any]] | None = None) -> list[dict]:
+    """Run (or resume) several students over one data set in one pass (one actor holds them
+    all: each frame is read and decoded once); returns each student's report, in order. The
+    configs may differ only in ``checkpoint``, ``out`` and ``export_png``."""
     from popdistill.config import to_dict
 
-    info = info or checkpoint_info(cfg.checkpoint)  # refuses a bad checkpoint before any work
-    generation = cfg.generation or ((info["generation"] or 1) + 1)
-    paths = predict_paths(cfg.out)
-    paths["root"].mkdir()
-    _same_checkpoint(paths, info)
+    if not cfgs:
+        raise UserError("predict: at least one checkpoint is needed")
+    cfg = cfgs[0]
+    for other in cfgs[1:]:
+        if differ := [k for k in _SHARED if getattr(other, k) != getattr(cfg, k)]:
+            raise UserError(f"predict: the students' configs differ in {', '.join(differ)}")
+    # refuses a bad checkpoint before any work
+    infos = list(infos) if infos else [checkpoint_info(c.checkpoint) for c in cfgs]
+    generations = {c.generation or ((i["generation"] or 1) + 1) for c, i in zip(cfgs, infos)}
+    if len(generations) > 1:
+        raise UserError(f"predict: the checkpoints are of different generations {sorted(generations)}")
+    generation = generations.pop()
+    paths = [predict_paths(c.out) for c in cfgs]
+    for p, info in zip(paths, infos):
+        p["root"].mkdir()
+        _same_checkpoint(p, info)
     result = stream_masks(
         fmt=cfg.format, data=cfg.data, reader_options=cfg.reader_options,
-        store=paths["store"], done=paths["done"], actor=StudentPredictor,
-        actor_kwargs=dict(checkpoint=info["path"], export_png=cfg.export_png, generation=generation,
+        store=[p["store"] for p in paths], done=[p["done"] for p in paths],
+        actor=PopulationPredictor,
+        actor_kwargs=dict(checkpoints=[i["path"] for i in infos],
+                          export_pngs=[c.export_png for c in cfgs], generation=generation,
                           threads=cfg.torch_threads, batch_size=cfg.batch_size, precision=cfg.precision),
         chunk_frames=cfg.chunk_frames, min_frames=1, actors=cfg.actors, actor_cpus=cfg.actor_cpus,
-        actor_gpus=cfg.actor_gpus, read_cpus=cfg.read_cpus, label=f"predict {info['name']}", log=log,
+        actor_gpus=cfg.actor_gpus, read_cpus=cfg.read_cpus,
+        label=f"predict {', '.join(i['name'] for i in infos)}", log=log,
     )
-    report = {
-        "checkpoint": info,
-        "config": to_dict(cfg),
-        "generation": generation,
-        "teacher": f"student:{info['name']}",
-        "videos": {"total": result.videos_total, "done": result.videos_done,
-                   "processed_this_run": result.processed_this_run},
-        "frames": result.frames,
-        "seconds": result.seconds,
-        "frames_per_second": result.frames_per_second,
-        "actor_seconds": result.actor_seconds,
-        "frames_per_actor_second": result.frames / max(result.actor_seconds, 1e-9),
-        "skipped": [s.to_dict() for s in result.skipped],
-        "store": paths["store"].uri,
-        "export_png": cfg.export_png,
-    }
-    paths["report"].write_json(report)
-    return report
+    reports = []
+    for c, p, info in zip(cfgs, paths, infos):
+        report = {
+            "checkpoint": info,
+            "config": to_dict(c),
+            "generation": generation,
+            "teacher": f"student:{info['name']}",
+            "videos": {"total": result.videos_total, "done": result.videos_done,
+                       "processed_this_run": result.processed_this_run},
+            "frames": result.frames,
+            "seconds": result.seconds,
+            "frames_per_second": result.frames_per_second,
+            "actor_seconds": result.actor_seconds,
+            "frames_per_actor_second": result.frames / max(result.actor_seconds, 1e-9),
+            "skipped": [s.to_dict() for s in result.skipped],
+            "store": p["store"].uri,
+            "export_png": c.export_png,
+        }
+        p["report"].write_json(report)
+        reports.append(report)
+    return reports

@@ -34,7 +34,11 @@ _SUMMARY_KEYS = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "s
 
 
 class MaskActor:
-    """Ray Data callable class: one chunk row in, its summary out; writes the chunk's masks."""
+    """Ray Data callable class: one chunk row in, its summary out; writes the chunk's masks.
+
+    A subclass gives ``masks(records)``; one that masks the same frames several ways (a
+    population of students) overrides ``write`` and calls :meth:`write_masks` once per store.
+    """
 
     teacher: str = ""
 
@@ -46,22 +50,29 @@ class MaskActor:
     def masks(self, records: list[FrameRecord]) -> list[np.ndarray] | np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, batch: dict) -> dict:
+    def write(self, row: dict, records: list[FrameRecord]) -> None:
+        self.write_masks(row, records, self.masks(records), self.store, self.export, self.teacher)
+
+    def write_masks(self, row: dict, records: list[FrameRecord], masks, store: RunPath,
+                    export: RunPath | None, teacher: str) -> None:
+        """The chunk's frames with ``masks`` (and their scores) as one chunk of ``store``."""
         from popdistill.teacher.selection import scores_for_batch
 
+        for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
+            r.mask, r.score = m, float(s)
+            r.teacher, r.generation = teacher, self.generation
+        sink.write_chunk(store, str(row["video"]), int(row["chunk"]), records)
+        if export is not None:
+            sink.export_pngs(export, records)
+
+    def __call__(self, batch: dict) -> dict:
         out: dict[str, list] = {k: [] for k in _SUMMARY_KEYS}
         for i in range(len(batch["video"])):
             row = {k: batch[k][i] for k in batch}
             t0 = time.perf_counter()
             records = chunk_records(row)
             if records:
-                masks = self.masks(records)
-                for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
-                    r.mask, r.score = m, float(s)
-                    r.teacher, r.generation = self.teacher, self.generation
-                sink.write_chunk(self.store, str(row["video"]), int(row["chunk"]), records)
-                if self.export is not None:
-                    sink.export_pngs(self.export, records)
+                self.write(row, records)
             for k in ("video", "chunk", "last", "n_chunks", "skipped"):
                 out[k].append(row[k])
             out["n_frames"].append(len(records))
@@ -89,8 +100,8 @@ def stream_masks(
     fmt: str,
     data: str,
     reader_options: dict[str, Any],
-    store: RunPath,
-    done: RunPath,
+    store: RunPath | list[RunPath],
+    done: RunPath | list[RunPath],
     actor: type[MaskActor],
     actor_kwargs: dict[str, Any],
     chunk_frames: int,
@@ -102,18 +113,26 @@ def stream_masks(
     label: str = "masks",
     log=print,
 ) -> StreamResult:
-    """Run ``actor`` over every unfinished video of the data set; resumable by done markers."""
+    """Run ``actor`` over every unfinished video of the data set; resumable by done markers.
+
+    ``store`` and ``done`` may be lists (an actor that writes several stores: each gets its
+    own done markers, and a video is redone until every store has it); the actor is given
+    ``store`` (or ``stores``, for lists) besides ``actor_kwargs``."""
     import ray
     from ray.data import ActorPoolStrategy
 
+    many = isinstance(store, list)
+    stores, dones = (store, done) if many else ([store], [done])
     reader = create_reader(fmt, data, **reader_options)
     refs = reader.videos()
     skipped: list[Skipped] = list(reader.skipped)
-    finished = sink.done_videos(done.mkdir())
+    finished = set.intersection(*(sink.done_videos(d.mkdir()) for d in dones))
     todo = [r for r in refs if safe_name(r.video) not in finished]
     log(f"{label}: {len(refs)} videos in {data} ({fmt}); {len(refs) - len(todo)} already done, {len(todo)} to do")
     for r in todo:
-        sink.clear_partial(store, r.video)
+        for s in stores:
+            sink.clear_partial(s, r.video)
+    target = {"stores": [s.uri for s in stores]} if many else {"store": store.uri}
 
     t0 = time.perf_counter()
     frames, actor_seconds = 0, 0.0
@@ -126,7 +145,7 @@ def stream_masks(
         )
         ds = ds.map_batches(
             actor,
-            fn_constructor_kwargs=dict(store=store.uri, **actor_kwargs),
+            fn_constructor_kwargs=dict(**target, **actor_kwargs),
             batch_size=1,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=actors),
@@ -147,7 +166,8 @@ def stream_masks(
                 if bool(batch["last"][i]):
                     state[2] = int(batch["n_chunks"][i])
                 if state[0] == state[2] and state[1] > 0:
-                    sink.mark_done(done, video, {"video": video, "frames": state[1], "chunks": state[0]})
+                    for d in dones:
+                        sink.mark_done(d, video, {"video": video, "frames": state[1], "chunks": state[0]})
             if time.perf_counter() - last_log > 5:
                 last_log = time.perf_counter()
                 finished_now = sum(1 for s in seen.values() if s[0] == s[2])
@@ -157,7 +177,7 @@ def stream_masks(
     log(f"{label}: {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
     return StreamResult(
         videos_total=len(refs),
-        videos_done=len(sink.done_videos(done)),
+        videos_done=len(set.intersection(*(sink.done_videos(d) for d in dones))),
         processed_this_run=len(todo),
         frames=frames,
         seconds=seconds,

@@ -19,7 +19,7 @@ from popdistill import cli
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord
 from popdistill.students import create_evalseg, create_student, save_checkpoint
-from popdistill.students.predict import StudentPredictor, predict_records
+from popdistill.students.predict import PopulationPredictor, StudentPredictor, predict_records
 from popdistill.teacher.chunks import iter_chunks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +130,28 @@ def test_actor_writes_a_chunk_without_ray(davis, checkpoint, tmp_path):
     mean = [np.frombuffer(r["mask"], np.uint8).astype(np.float64).mean() / 255 for r in stored]
     # score = the selection score (mean of the non-zero values; sigmoid outputs are never 0)
     np.testing.assert_allclose([r["score"] for r in stored], mean, atol=HALF_LSB)
+
+
+def test_a_population_actor_writes_each_students_store_as_its_own_actor_would(davis, checkpoint, tmp_path):
+    """One pass for several students: each store equals the one a single-student actor writes."""
+    other = save_checkpoint(tmp_path / "fconv.pt", create_student("fconv_tiny"), config={"generation": 1})
+    reader = create_reader("davis", davis)
+    rows = [r for ref in reader.videos() for r in iter_chunks(reader, ref, chunk_frames=2, min_frames=1)]
+    batch = {k: np.asarray([r[k] for r in rows], dtype=object) for k in rows[0]}
+    both = PopulationPredictor([str(checkpoint), str(other)],
+                               [str(tmp_path / "a"), str(tmp_path / "b")], [None, None],
+                               generation=2, threads=1, batch_size=2)
+    out = both(batch)
+    assert out["n_frames"].sum() == sum(r["n_frames"] for r in rows)
+    for ckpt, name, teacher in ((checkpoint, "a", "student:unet_tiny"), (other, "b", "student:fconv_tiny")):
+        alone = StudentPredictor(str(ckpt), str(tmp_path / f"{name}-alone"), None, generation=2,
+                                 threads=1, batch_size=2)
+        alone(batch)
+        key = lambda r: (r["video"], r["frame"])  # noqa: E731
+        got = sorted(_store(tmp_path / name), key=key)
+        want = sorted(_store(tmp_path / f"{name}-alone"), key=key)
+        assert [(r["video"], r["frame"], r["teacher"], r["mask"]) for r in got] == [
+            (r["video"], r["frame"], teacher, r["mask"]) for r in want]
 
 
 @pytest.mark.ray
