@@ -39,6 +39,7 @@ def test_every_experiment_config_loads_and_builds_its_students(path):
 def test_the_gpu_experiment_shares_one_gpu_among_the_five():
     cfg = load_run_config(ROOT / "configs" / "experiments" / "gpu_population.yaml")
     assert cfg.resources.gpus_per_worker * len(cfg.students.names) <= 1.0
+    assert cfg.resources.gpus_per_actor * cfg.resources.actors <= 1.0  # or inference waits
     assert cfg.generations == 2 and cfg.selection.scorer == "evalseg"
     assert all(t.max_seconds and t.precision == "auto" for t in cfg.train_configs("s", None, "o"))
 
