@@ -52,21 +52,16 @@ def tiny_config(root: Path, out: Path) -> dict:
 def floor_config(root: Path, out: Path) -> dict:
     """One generation that learns within a minute on 2 cores: 8 training videos of 24 frames
     at 64 px, two tiny students for 6 epochs on the top half of VideoPCA's masks."""
-    return {
-        "out": str(out),
-        "generations": 1,
-        "data": {"path": str(root / "floor-train"),
-                 "world": {"preset": "medium", "videos": 8, "frames": 24, "size": 64, "seed": 1}},
-        "eval": {"path": str(root / "floor-eval"),
-                 "world": {"preset": "medium", "videos": 3, "frames": 24, "size": 64, "seed": 2}},
-        "teacher": {"chunk_frames": 24, "actor_cpus": 0.5,
-                    "videopca": {"size": 64, "window": 24, "min_window": 4}},
-        "selection": {"top": 0.5},
-        "students": {"names": ["unet_tiny", "fconv_tiny"]},
-        "training": {"epochs": 6, "batch_size": 8, "val_every": 0, "torch_threads": 1},
-        "grid_frames": 2,
-        "resources": {"actors": 1, "actor_cpus": 0.5},
-    }
+    cfg = tiny_config(root, out)
+    cfg["data"] = {"path": str(root / "floor-train"),
+                   "world": {"preset": "medium", "videos": 8, "frames": 24, "size": 64, "seed": 1}}
+    cfg["eval"] = {"path": str(root / "floor-eval"),
+                   "world": {"preset": "medium", "videos": 3, "frames": 24, "size": 64, "seed": 2}}
+    cfg["teacher"] = {**cfg["teacher"], "chunk_frames": 24,
+                      "videopca": {"size": 64, "window": 24, "min_window": 4}}
+    return {**cfg, "generations": 1, "selection": {"top": 0.5},
+            "students": {"names": ["unet_tiny", "fconv_tiny"]},
+            "training": {"epochs": 6, "batch_size": 8, "val_every": 0, "torch_threads": 1}}
 
 
 @pytest.fixture(scope="module")
