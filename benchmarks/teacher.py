@@ -14,7 +14,7 @@ Measures, on the embedded medium corpus (20 videos x 48 frames at 128 px, genera
    the corpus x10 and x100 (the `repeat` reader option lists the corpus N times);
 6. the cost of selection by edge-density strata (``selection.strata``): the edge density alone,
    frames/s per core, and the selection pass (top 20 %) over the x10 store with 1 and 4 strata.
-Targets (issue 3): VideoPCA >= 2,000 frames/s per core; pipeline >= 0.8 x decode alone;
+Targets: VideoPCA >= 2,000 frames/s per core; pipeline >= 0.8 x decode alone;
 2 actors >= 1.8 x 1 actor; memory flat from x10 to x100.
 """
 

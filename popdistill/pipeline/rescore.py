@@ -12,7 +12,7 @@ Two scorers (``SelectionConfig.scorer``):
 
 Both measure agreement with ``SelectionConfig.ensemble``: the students' ``product`` (the thesis)
 or its n-th root ``geomean``, which does not favour the most conservative student's masks
-(docs/experiments/history.md, seventh session).
+(docs/experiments/history.md).
 
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
                                                    best mask, ``score`` = its score
@@ -107,7 +107,7 @@ def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.
 
     A student's mask has a faint halo (values below 0.5 around and away from the object) that
     the teacher's masks do not; regressed as a label, it may teach the next generation to
-    over-segment (docs/experiments/history.md, ninth session)."""
+    over-segment (docs/experiments/history.md)."""
     import torch
 
     from popdistill.teacher.videopca_ops import above_fraction, hysteresis
