@@ -35,7 +35,7 @@ def main() -> int:
     import torch
 
     from popdistill.evaluate.metrics import binarize, jaccard, resize_mask
-    from popdistill.pipeline.rescore import agreement_scores, best_per_frame, empty_masks
+    from popdistill.selection.rescore import agreement_scores, best_per_frame, empty_masks
 
     run = Path(a.run)
     students = sorted(d.name for d in (run / "gen-2" / "predict").iterdir() if (d / "store").is_dir())

@@ -102,7 +102,7 @@ def bench_videopca(world: Path) -> dict:
 def bench_edge_density(world: Path) -> dict:
     """``edge_density`` (one Sobel filter of the grey frame) per core, frames in memory."""
     from popdistill.data.readers import create_reader
-    from popdistill.teacher.selection import edge_density
+    from popdistill.selection.scores import edge_density
 
     frames = [r.image for r in create_reader("davis", world)]
     edge_density(frames[0])  # warm-up (imports)
@@ -117,7 +117,7 @@ def bench_selection(store: Path, work: Path) -> list[dict]:
     strata (the density computed in the Ray Data pass, and again in the filter for the frames
     whose score lies between the strata's thresholds)."""
     from popdistill.storage import RunPath
-    from popdistill.teacher.selection_ray import select_top
+    from popdistill.selection.store import select_top
 
     rows = []
     for strata in (1, 4):

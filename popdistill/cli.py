@@ -15,16 +15,16 @@ from popdistill.errors import UserError
 
 # name -> module implementing it. Add new sub-commands here.
 COMMANDS: dict[str, str] = {
-    "world": "popdistill.data.world_cli",
-    "evaluate": "popdistill.evaluate.cli",
-    "teacher": "popdistill.teacher.cli",
-    "ui": "popdistill.tracking_cli",
-    "predict": "popdistill.students.predict_cli",
-    "train": "popdistill.train.cli",
-    "run": "popdistill.run_cli",
-    "teachtext": "popdistill.retrieval.teachtext_cli",
-    "sweep": "popdistill.retrieval.sweep_cli",
-    "retrieval-corpus": "popdistill.retrieval.corpus_cli",
+    "world": "popdistill.commands.world",
+    "evaluate": "popdistill.commands.evaluate",
+    "teacher": "popdistill.commands.teacher",
+    "ui": "popdistill.commands.ui",
+    "predict": "popdistill.commands.predict",
+    "train": "popdistill.commands.train",
+    "run": "popdistill.commands.run",
+    "teachtext": "popdistill.commands.teachtext",
+    "sweep": "popdistill.commands.sweep",
+    "retrieval-corpus": "popdistill.commands.retrieval_corpus",
 }
 
 

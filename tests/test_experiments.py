@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from popdistill.run_config import load_run_config
+from popdistill.pipeline.config import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))

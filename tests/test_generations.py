@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from popdistill.data.schema import table_to_records
-from popdistill.run_config import parse_run_config
+from popdistill.pipeline.config import parse_run_config
 
 pytestmark = pytest.mark.ray
 
@@ -105,7 +105,7 @@ def test_the_main_path_trains_students_that_beat_the_centre_prior(ray_session, w
     held-out predictions, the table): every student beats the centre prior on held-out J, a
     floor that a broken pipeline (empty or constant masks, labels that never reach training,
     predictions of another frame) cannot reach."""
-    from popdistill.generations import run_pipeline
+    from popdistill.pipeline.loop import run_pipeline
 
     cfg = parse_run_config(floor_config(worlds, tmp_path / "run"))
     report = run_pipeline(cfg, log=lambda m: None)
@@ -121,7 +121,7 @@ def test_the_main_path_trains_students_that_beat_the_centre_prior(ray_session, w
 @pytest.mark.slow  # ~3 min on an idle 2-core machine (Ray start-ups dominate)
 @pytest.mark.timeout(900)
 def test_two_generations_end_to_end_then_a_rerun_redoes_nothing(ray_session, worlds, tmp_path):
-    from popdistill.generations import run_pipeline
+    from popdistill.pipeline.loop import run_pipeline
 
     out = tmp_path / "run"
     cfg = parse_run_config(tiny_config(worlds, out))
@@ -270,7 +270,7 @@ def test_generation_two_selects_from_later_data(ray_session, worlds, tmp_path):
     """``later_data``: generation 1's students predict every frame of a larger world (the same
     four videos and two more that the teacher never saw) and generation 2 selects among them;
     ``selection.keep_teacher`` still adds generation 1's selected frames by (video, frame)."""
-    from popdistill.generations import run_pipeline
+    from popdistill.pipeline.loop import run_pipeline
 
     out = tmp_path / "run"
     cfg = tiny_config(worlds, out)

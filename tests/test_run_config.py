@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from popdistill.errors import UserError
-from popdistill.generations import format_results, results_table
-from popdistill.pipeline.heldout import multinet_score_mask, product_mask
+from popdistill.pipeline.loop import format_results, results_table
+from popdistill.students.multinet import multinet_mask
 from popdistill.pipeline.manifest import Manifest
-from popdistill.pipeline.rescore import best_per_frame
-from popdistill.run_config import load_run_config, parse_run_config
+from popdistill.selection.rescore import best_per_frame
+from popdistill.pipeline.config import load_run_config, parse_run_config
 from popdistill.storage import RunPath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_valid_config_builds_every_step_config():
         ("generations", 2.5, "generations: expected an integer, got 2.5"),
         ("teacher.videopca.k", "3", "teacher.videopca.k: expected an integer"),
         ("selection.top", 1.5, "selection: top: 1.5 is not in (0, 1]"),
-        ("selection.scorer", "votes", "selection: scorer: 'votes' is not one of evalseg, agreement"),
+        ("selection.scorer", "votes", "selection.scorer: 'votes' is not one of evalseg, agreement"),
         ("selection.ensemble", "mean", "selection.ensemble: 'mean' is not one of product, geomean"),
         ("selection.labels", "soft", "selection.labels: 'soft' is not one of best, multinet, multinet-binary, multinet-product"),
         ("evalseg.ensemble", "geomean", "evalseg.ensemble: set by the pipeline"),
@@ -208,7 +208,7 @@ def test_manifest_runs_a_step_once_and_survives_reopening(tmp_path):
 def test_a_run_recorded_before_a_field_existed_resumes_with_its_default(tmp_path):
     """A run directory written by a version without ``selection.labels`` resumes under one that
     has it, at its default; set to anything else, it is another config."""
-    from popdistill.run_config import resolved, section_defaults
+    from popdistill.pipeline.config import resolved, section_defaults
 
     now = resolved(BASE_CFG)
     older = copy.deepcopy(now)
@@ -230,15 +230,6 @@ def test_best_per_frame_takes_the_highest_score_first_on_ties():
     scores = np.array([[0.2, 0.9, 0.1], [0.5, 0.5, 0.4], [0.0, 0.1, 0.3]])
     best, value = best_per_frame(scores)
     assert best.tolist() == [1, 0, 2] and value.tolist() == [0.9, 0.5, 0.3]
-
-
-def test_product_mask_multiplies_masks_resized_to_the_frame():
-    a = np.full((2, 2), 0.5, np.float32)
-    b = np.array([[1.0, 0.0], [0.5, 1.0]], np.float32)
-    out = product_mask([a, b], (2, 2))
-    assert np.allclose(out, [[0.5, 0.0], [0.25, 0.5]])
-    assert product_mask([np.full((4, 4), 0.5, np.float32)] * 2, (8, 8)).shape == (8, 8)
-    assert np.allclose(product_mask([np.full((4, 4), 0.5, np.float32)] * 2, (8, 8)), 0.25)
 
 
 def test_results_table_lists_baselines_then_each_generation():
@@ -282,8 +273,8 @@ def test_cli_run_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
 def test_multinet_is_scored_at_the_threshold_to_the_power_of_its_members():
     # five students at 0.8 on the object: the product (0.33) fails 0.5, the score mask passes
     parts = [np.full((2, 2), 0.8, np.float32)] * 5
-    assert float(product_mask(parts, (2, 2)).max()) < 0.5
-    assert np.allclose(multinet_score_mask(parts, (2, 2)), 0.8)
+    assert float(multinet_mask(parts, (2, 2), "product").max()) < 0.5
+    assert np.allclose(multinet_mask(parts, (2, 2), "geomean"), 0.8)
     # one dissenting student still vetoes: 0.8^4 * 0.01 -> 0.32 < 0.5
-    vetoed = multinet_score_mask([*parts[:4], np.full((2, 2), 0.01, np.float32)], (2, 2))
+    vetoed = multinet_mask([*parts[:4], np.full((2, 2), 0.01, np.float32)], (2, 2), "geomean")
     assert float(vetoed.max()) < 0.5

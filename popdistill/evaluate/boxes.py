@@ -10,7 +10,7 @@ import numpy as np
 
 from popdistill.errors import UserError
 
-__all__ = ["BOX_MODES", "mask_to_box", "box_iou", "max_box_iou", "boxes_from_labels"]
+__all__ = ["BOX_MODES", "mask_to_box", "box_iou", "max_box_iou"]
 
 # "largest": box around the largest 8-connected foreground component;
 # "all": box around every foreground pixel.
@@ -65,17 +65,3 @@ def max_box_iou(box: np.ndarray | None, boxes: np.ndarray | None) -> float:
     if box is None or boxes is None or np.asarray(boxes).size == 0:
         return 0.0
     return float(box_iou(box, boxes).max())
-
-
-def boxes_from_labels(labels: np.ndarray) -> np.ndarray:
-    """One [x0, y0, x1, y1] box (x1, y1 exclusive) per non-zero label value; N x 4 float32."""
-    boxes = []
-    flat = labels.ravel()
-    # Label images hold a few small ids: a bincount finds them faster than np.unique.
-    values = np.flatnonzero(np.bincount(flat)) if flat.size and flat.min() >= 0 else np.unique(flat)
-    for value in values:
-        if value == 0:
-            continue
-        ys, xs = np.nonzero(labels == value)
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

@@ -25,22 +25,21 @@ def write_report(path: str | Path, report: dict) -> Path:
     return path
 
 
-def _cell(value, scale: float, fmt: str) -> str:
-    return "-" if value is None else format(value * scale, fmt)
-
-
 def format_table(overall: dict[str, dict]) -> str:
     """One row per method from ``{method: overall metrics}``; P, J, CorLoc in percent."""
-    header = f"{'method':<16} {'P%':>6} {'J%':>6} {'CorLoc%':>8} {'F-max':>6} {'F-adapt':>8} {'MAE':>6} {'frames':>7}"
-    lines = [header, "-" * len(header)]
-    for name, m in overall.items():
-        lines.append(
-            f"{name[:16]:<16} {_cell(m['P'], 100, '.1f'):>6} {_cell(m['J'], 100, '.1f'):>6} "
-            f"{_cell(m['CorLoc'], 100, '.1f'):>8} {_cell(m['F_max'], 1, '.3f'):>6} "
-            f"{_cell(m['F_adaptive'], 1, '.3f'):>8} {_cell(m['MAE'], 1, '.3f'):>6} "
-            f"{m['frames']:>7d}"
-        )
-    return "\n".join(lines)
+    from popdistill.tracking.tables import Column, number, text_table
+
+    rows = [{"method": name, **m} for name, m in overall.items()]
+    return text_table(rows, [
+        Column("method", 16, lambda r: r["method"], "<"),
+        Column("P%", 6, number("P", 100)),
+        Column("J%", 6, number("J", 100)),
+        Column("CorLoc%", 8, number("CorLoc", 100)),
+        Column("F-max", 6, number("F_max", 1, ".3f")),
+        Column("F-adapt", 8, number("F_adaptive", 1, ".3f")),
+        Column("MAE", 6, number("MAE", 1, ".3f")),
+        Column("frames", 7, lambda r: f"{r['frames']:d}"),
+    ])
 
 
 @dataclass

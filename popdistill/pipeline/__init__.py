@@ -1,8 +1,10 @@
-"""Building blocks of the generation loop (``popdistill.generations``): the run manifest,
-held-out evaluation and the generation >= 2 selection by EvalSeg-Net."""
+"""The generation loop and what it needs (thesis ch. 3):
 
-from popdistill.pipeline.heldout import evaluate_heldout
-from popdistill.pipeline.manifest import Manifest
-from popdistill.pipeline.rescore import rescore_predictions, select_scored
-
-__all__ = ["Manifest", "evaluate_heldout", "rescore_predictions", "select_scored"]
+    config.py     the run's one YAML config (``popdistill run CONFIG``), validated when loaded
+    loop.py       ``run_pipeline(cfg)``: teacher -> selection -> population -> evaluation,
+                  generation after generation, resumable step by step
+    manifest.py   the finished steps of a run directory (and what each returned)
+    heldout.py    held-out evaluation of a generation
+    run_dir.py    reading a finished run directory back (analyses, benchmarks)
+    lock.py, integrity.py   one writer per run directory; finished steps verified on resume
+"""

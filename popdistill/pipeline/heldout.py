@@ -3,9 +3,9 @@ against the evaluation data's ground truth (P, J, CorLoc, ...), plus mask-grid r
 
 Masks come from Parquet stores written by the teacher / ``run_predict`` over the evaluation
 videos; a Multi-Net row is the pixel-wise product of its members' masks, each first resized
-to the frame (:func:`product_mask`), binarised at ``threshold ** n`` for n members: scored as
-its n-th root (the geometric mean) at the usual threshold, i.e. foreground where the students,
-on geometric average, say foreground. The raw product at 0.5 is nearly empty whenever the
+to the frame, binarised at ``threshold ** n`` for n members: scored as its n-th root (the
+``geomean`` ensemble of :func:`popdistill.students.multinet.multinet_mask`) at the usual
+threshold, i.e. foreground where the students, on geometric average, say foreground. The raw product at 0.5 is nearly empty whenever the
 students' soft masks are below ~0.87 on the object (0.87^5 = 0.5), as tiny students' are.
 Frames are read once, streaming; only per-video sums are kept
 (:class:`~popdistill.evaluate.metrics.Evaluator`).
@@ -19,25 +19,7 @@ import numpy as np
 
 from popdistill.data.schema import Skipped
 
-__all__ = ["product_mask", "multinet_score_mask", "evaluate_heldout"]
-
-
-def product_mask(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Multi-Net: the product of soft masks (any sizes), each resized to ``shape`` first."""
-    from popdistill.evaluate.metrics import resize_mask
-
-    if not masks:
-        raise ValueError("product_mask needs at least one mask")
-    out = np.ones(shape, np.float32)
-    for m in masks:
-        out *= resize_mask(np.asarray(m, np.float32), shape)
-    return out
-
-
-def multinet_score_mask(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """The Multi-Net product as it is scored: its n-th root, so binarising at t keeps the
-    pixels whose product is >= t ** n."""
-    return product_mask(masks, shape) ** (1.0 / len(masks))
+__all__ = ["evaluate_heldout"]
 
 
 def evaluate_heldout(
@@ -49,7 +31,7 @@ def evaluate_heldout(
     grid_frames: int = 0,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, dict], list]:
-    """Score every method on ``data`` (a :class:`~popdistill.run_config.DataConfig`).
+    """Score every method on ``data`` (a :class:`~popdistill.pipeline.config.DataConfig`).
 
     ``stores``: method name -> Parquet mask store; ``products``: Multi-Net name -> member
     store names; ``baselines``: registered baseline names (``centre``). Returns
@@ -62,6 +44,7 @@ def evaluate_heldout(
     from popdistill.evaluate.masks_io import MaskReadError, ParquetMaskStore
     from popdistill.evaluate.metrics import Evaluator
     from popdistill.evaluate.report import GridRow
+    from popdistill.students.multinet import multinet_mask
 
     products = dict(products or {})
     opened = {name: ParquetMaskStore(path) for name, path in stores.items()}
@@ -92,7 +75,7 @@ def evaluate_heldout(
             for name, members in products.items():
                 parts = [masks.get(m) for m in members]
                 masks[name] = (None if any(p is None for p in parts)
-                               else multinet_score_mask(parts, (h, w)))
+                               else multinet_mask(parts, (h, w), "geomean"))
             if row is None and len(grid) < grid_frames:
                 row = GridRow(f"{rec.video}/{rec.frame}", rec.image, rec.gt_mask)
                 row.masks = {k: v for k, v in masks.items() if v is not None}

@@ -111,7 +111,7 @@ class RunDir:
     def eval_data(self):
         """The held-out data set's DataConfig."""
         from popdistill.config import load
-        from popdistill.run_config import DataConfig
+        from popdistill.pipeline.config import DataConfig
 
         return load(DataConfig, self.config["eval"], "eval")
 

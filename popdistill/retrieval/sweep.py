@@ -28,7 +28,7 @@ from popdistill.retrieval.teachtext import (
     run_population,
 )
 from popdistill.retrieval.train import score
-from popdistill.tracking import TrackingConfig
+from popdistill.tracking.client import TrackingConfig
 
 __all__ = ["SweepSpace", "SweepConfig", "run_sweep"]
 
@@ -83,7 +83,7 @@ def _sweep_trial(config: dict) -> None:
     """Tune trainable: the student with this trial's hyper-parameters, as one Ray Train run."""
     from ray import tune
 
-    from popdistill.tracking import Tracker
+    from popdistill.tracking.client import Tracker
     from popdistill.train.tune_bridge import fit_reporting_to_tune
 
     trial_id = tune.get_context().get_trial_id()
@@ -126,7 +126,7 @@ def run_sweep(cfg: SweepConfig, progress=print) -> dict:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from popdistill.tracking import RunHandle, create_tracker
+    from popdistill.tracking.client import RunHandle, create_tracker
     from popdistill.train.launcher import concurrent_runs, train_root
 
     t0 = time.perf_counter()

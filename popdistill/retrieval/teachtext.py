@@ -241,16 +241,14 @@ def ensure_corpus(cfg: TeachTextConfig, progress=print) -> Path:
             raise UserError(f"{corpus}: built from {videos} videos, world.videos is "
                             f"{cfg.world.videos}; choose another out or delete that folder")
         return corpus
-    from popdistill.cli import main as cli_main
+    from popdistill.data.world import make_config
+    from popdistill.data.world_io import generate_world
     from popdistill.retrieval.corpus import build_retrieval_corpus
 
     world = Path(cfg.out) / "world"
     w = cfg.world
-    rc = cli_main(["world", "--out", str(world), "--videos", str(w.videos), "--frames",
-                   str(w.frames), "--size", str(w.size), "--preset", w.preset, "--seed",
-                   str(w.seed), "--skip-existing"])
-    if rc != 0:
-        raise UserError(f"world generation failed for {world}")
+    generate_world(make_config(w.preset, videos=w.videos, frames=w.frames, size=w.size,
+                               seed=w.seed), world, skip_existing=True, progress=progress)
     encoders = sorted({k.split(".")[0] for k in [*cfg.teachers, cfg.student]})
     options = {"encoders": tuple(encoders), **cfg.corpus_options}
     build_retrieval_corpus(world, corpus, progress=progress, **options)
@@ -302,15 +300,19 @@ def _row(name: str, runs: list[dict], split: str = "test") -> dict:
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table: one row per model, mean +- std per metric, both directions."""
-    head = ["model"] + [f"{d} {c}" for d in ("t2v", "v2t") for c in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    from popdistill.tracking.tables import table_markdown
+
+    cells = []
     for row in rows:
+        cell = {"model": row["model"]}
+        for d in ("t2v", "v2t"):
+            for c in COLUMNS:
+                cell[f"{d} {c}"] = ("" if "error" in row else
+                                    f"{row[d][c][0]:.1f} ± {row[d][c][1]:.1f}")
         if "error" in row:
-            lines.append(f"| {row['model']} | failed: {row['error'][:60]} |")
-            continue
-        cells = [f"{row[d][c][0]:.1f} ± {row[d][c][1]:.1f}" for d in ("t2v", "v2t") for c in COLUMNS]
-        lines.append("| " + " | ".join([row["model"], *cells]) + " |")
-    return "\n".join(lines)
+            cell[f"t2v {COLUMNS[0]}"] = f"failed: {row['error'][:60]}"
+        cells.append(cell)
+    return table_markdown(cells).rstrip("\n")
 
 
 def _inference_times(corpus: Path, run_dir: Path, names: dict[str, str]) -> dict[str, float]:

@@ -33,7 +33,7 @@ __all__ = [
     "resize_to",
     "to_float_images",
     "MultiNet",
-    "multinet_product",
+    "multinet_mask",
     "EvalSegNet",
     "quality_target",
     "save_checkpoint",
@@ -51,4 +51,4 @@ from popdistill.students import (  # noqa: E402,F401
 )
 from popdistill.students.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from popdistill.students.evalseg_net import EvalSegNet, quality_target  # noqa: E402
-from popdistill.students.multinet import MultiNet, multinet_product  # noqa: E402
+from popdistill.students.multinet import MultiNet, multinet_mask  # noqa: E402

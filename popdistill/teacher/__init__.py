@@ -1,17 +1,12 @@
 """Teachers that produce soft masks (VideoPCA for generation 1) and the selection of masks.
 
-The names below are imported lazily: Ray Data read tasks import ``popdistill.teacher.chunks``
+The names below are imported lazily: Ray Data read tasks import ``popdistill.inference.chunks``
 and must not pay for torch, which ``videopca`` needs.
 """
 
 import importlib
 
 _EXPORTS = {
-    "ScorePool": "selection",
-    "keep_mask": "selection",
-    "mask_score": "selection",
-    "scores_for_batch": "selection",
-    "top_fraction_threshold": "selection",
     "TooFewFrames": "videopca",
     "VideoPCA": "videopca",
     "VideoPCAConfig": "videopca",

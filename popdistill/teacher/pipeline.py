@@ -16,7 +16,7 @@ import numpy as np
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
 from popdistill.storage import RunPath
-from popdistill.teacher.stream import MaskActor, stream_masks
+from popdistill.inference.stream import MaskActor, stream_masks
 from popdistill.teacher.videopca import VideoPCAConfig
 
 __all__ = ["TeacherConfig", "VideoPCAActor", "run_teacher", "teacher_paths"]
@@ -100,7 +100,7 @@ def run_teacher(cfg: TeacherConfig, log=print) -> dict:
     """Run (or resume) the teacher over a data set; returns the report (also written to JSON)."""
     from popdistill.config import to_dict
     from popdistill.teacher.report import teacher_contact_sheet
-    from popdistill.teacher.selection_ray import evaluate_store, select_top
+    from popdistill.selection.store import evaluate_store, select_top
 
     paths = teacher_paths(cfg.out)
     result = stream_masks(

@@ -16,7 +16,8 @@ Speed (one core, 128 px): the Gram matrix of the uint8 frames is an exact int8 m
 blur is two small matmuls; colours go through a look-up table (``colour.py``); bool
 comparisons and float x bool products run in numpy, which is several times faster than torch
 for them; hysteresis labels the whole window at once with an in-plane structure. The array
-building blocks (PCA basis, Gram matrix, blur, centre prior, hysteresis) are in ``videopca_ops``.
+building blocks (PCA basis, Gram matrix, blur, centre prior) are in ``videopca_ops``, the
+hysteresis in :mod:`popdistill.masks`.
 """
 
 from __future__ import annotations
@@ -36,13 +37,11 @@ from popdistill.teacher.colour import (
     colour_lut,
     colour_scores,
 )
+from popdistill.masks import above_fraction, hysteresis, minmax_normalise
 from popdistill.teacher.videopca_ops import (
-    above_fraction,
     centre_prior,
     foreground_cue,
     gaussian_blur,
-    hysteresis,
-    minmax_normalise,
     resize_frames,
 )
 

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from popdistill.choices import GPU_MODES, PRECISIONS
+from popdistill.choices import ENSEMBLES, GPU_MODES, PRECISIONS
 from popdistill.config import choice
 from popdistill.errors import UserError
 from popdistill.students.base import resize_to
 from popdistill.students.device import autocast, local_device, resolve_precision
 from popdistill.students.evalseg_net import quality_target
-from popdistill.students.multinet import ENSEMBLES, multinet_mask
+from popdistill.students.multinet import multinet_mask
 
 __all__ = [
     "EvalSegTrainConfig",
@@ -65,7 +65,7 @@ class EvalSegTrainConfig:
     max_frames: int = 5000  # frames used, spread evenly over all of the store's videos
     read_batch: int = 64
     torch_threads: int = 1
-    ensemble: str = choice("product", list(ENSEMBLES))
+    ensemble: str = choice(ENSEMBLES[0], ENSEMBLES)
     # the students' masks and EvalSeg-Net's training run on CUDA when ``gpu`` allows it
     # (resources.gpu), at ``precision`` (popdistill.students.device)
     gpu: str = choice("auto", GPU_MODES)
@@ -114,7 +114,7 @@ def student_masks(students: Sequence[nn.Module], images: Tensor, size: int,
     return out
 
 
-def evalseg_targets(masks: Sequence[Tensor], ensemble: str = "product") -> tuple[Tensor, Tensor]:
+def evalseg_targets(masks: Sequence[Tensor], ensemble: str = ENSEMBLES[0]) -> tuple[Tensor, Tensor]:
     """(ensemble masks B x 1 x s x s, targets B x S): cosine similarity of each student's mask
     to the Multi-Net of all of them (``ensemble``: its product, or the geometric mean;
     :func:`popdistill.students.multinet.multinet_mask`)."""
@@ -128,7 +128,7 @@ def _quantise(x: Tensor) -> Tensor:
 
 
 def build_pairs(students: Sequence[nn.Module], images: Tensor, size: int,
-                ensemble: str = "product", precision: str = "fp32") -> PairSet:
+                ensemble: str = ENSEMBLES[0], precision: str = "fp32") -> PairSet:
     """Pairs for one batch of frames (images B x 3 x H x W): masks and targets at ``size``.
 
     Targets are computed from the 8-bit masks that EvalSeg-Net will see.

@@ -1,12 +1,15 @@
-"""Multi-Net: the pixel-wise product of the students' masks, checked by hand."""
+"""Multi-Net: the students' ensemble mask (product, geometric mean), checked by hand, on
+tensors and on numpy frames."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from popdistill.students import MultiNet, create_student, multinet_product, resize_to
-from popdistill.students.multinet import multinet_mask
+from popdistill.errors import UserError
+from popdistill.students import MultiNet, create_student, resize_to
+from popdistill.students.multinet import list_ensembles, multinet_mask
 
 
 def test_product_by_hand():
@@ -14,7 +17,7 @@ def test_product_by_hand():
     b = torch.tensor([[0.5, 0.5], [1.0, 1.0]]).view(1, 1, 2, 2)
     c = torch.tensor([[0.8, 1.0], [1.0, 0.25]]).view(1, 1, 2, 2)
     expected = torch.tensor([[0.4, 0.25], [0.0, 0.25]]).view(1, 1, 2, 2)
-    torch.testing.assert_close(multinet_product([a, b, c]), expected)
+    torch.testing.assert_close(multinet_mask([a, b, c]), expected)
 
 
 def test_geomean_is_the_nth_root_of_the_product_and_keeps_the_masks_scale():
@@ -23,21 +26,30 @@ def test_geomean_is_the_nth_root_of_the_product_and_keeps_the_masks_scale():
     c = torch.tensor([[0.8, 0.5], [1.0, 0.125]]).view(1, 1, 2, 2)
     expected = torch.tensor([[0.8, 0.5], [0.0, 0.5]]).view(1, 1, 2, 2)  # cbrt(0.125) = 0.5
     torch.testing.assert_close(multinet_mask([a, b, c], ensemble="geomean"), expected)
-    torch.testing.assert_close(multinet_mask([a, b, c]), multinet_product([a, b, c]))
-    with pytest.raises(ValueError, match="ensemble: 'max' is not one of product, geomean"):
+    torch.testing.assert_close(multinet_mask([a, b, c]), multinet_mask([a, b, c], ensemble="product"))
+    with pytest.raises(UserError, match="unknown Multi-Net ensemble 'max'; valid names: geomean, product"):
         multinet_mask([a, b], ensemble="max")
+    assert list_ensembles() == ["geomean", "product"]
 
 
 def test_masks_of_different_sizes_are_resized_to_the_largest():
     small = torch.full((2, 1, 4, 4), 0.5)  # constant: resizing keeps the value
     big = torch.zeros(2, 1, 8, 8)
     big[..., :4, :] = 0.8
-    out = multinet_product([small, big])
+    out = multinet_mask([small, big])
     assert out.shape == (2, 1, 8, 8)
     torch.testing.assert_close(out[..., :4, :], torch.full((2, 1, 4, 8), 0.4))
     torch.testing.assert_close(out[..., 4:, :], torch.zeros(2, 1, 4, 8))
     # B x H x W masks and an explicit size work too.
-    assert multinet_product([small[:, 0], big[:, 0]], size=(6, 10)).shape == (2, 6, 10)
+    assert multinet_mask([small[:, 0], big[:, 0]], size=(6, 10)).shape == (2, 6, 10)
+
+
+def test_numpy_frames_give_a_numpy_frame_resized_to_the_largest():
+    a = np.full((2, 2), 0.5, np.float32)
+    b = np.array([[1.0, 0.0], [0.5, 1.0]], np.float32)
+    assert np.allclose(multinet_mask([a, b]), [[0.5, 0.0], [0.25, 0.5]])
+    out = multinet_mask([np.full((4, 4), 0.5, np.float32)] * 2, (8, 8))
+    assert isinstance(out, np.ndarray) and out.shape == (8, 8) and np.allclose(out, 0.25)
 
 
 def test_resize_to_keeps_range_and_accepts_3d():
@@ -64,6 +76,6 @@ def test_multinet_module_multiplies_its_students_masks():
 
 def test_empty_inputs_fail():
     with pytest.raises(ValueError):
-        multinet_product([])
+        multinet_mask([])
     with pytest.raises(ValueError):
         MultiNet([])

@@ -135,8 +135,8 @@ def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_r
     from popdistill.data.schema import FrameRecord
     from popdistill.storage import RunPath
     from popdistill.teacher.report import teacher_contact_sheet
-    from popdistill.teacher.selection import edge_density, stratified_keep, stratified_thresholds
-    from popdistill.teacher.selection_ray import evaluate_store, select_top
+    from popdistill.selection.scores import edge_density, stratified_keep, stratified_thresholds
+    from popdistill.selection.store import evaluate_store, select_top
 
     report, _, _ = first_run
     store, selected = RunPath.of(report["store"]), RunPath.of(str(tmp_path / "selected"))

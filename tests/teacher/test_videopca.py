@@ -22,13 +22,13 @@ from popdistill.teacher.videopca import (
     videopca_window,
     window_spans,
 )
+from popdistill.masks import hysteresis
 from popdistill.teacher.videopca_ops import (
     background_basis,
     centre_prior,
     centred_gram_u8,
     foreground_cue,
     gaussian_blur,
-    hysteresis,
     resize_frames,
 )
 

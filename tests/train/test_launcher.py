@@ -10,7 +10,7 @@ import yaml
 from popdistill.cli import build_parser
 from popdistill.config import load
 from popdistill.errors import UserError
-from popdistill.train.cli import build_config
+from popdistill.commands.train import build_config
 from popdistill.train.config import DEFAULT_STUDENTS, TrainConfig
 from popdistill.train.launcher import concurrent_runs, read_store, run_config, scaling_config
 

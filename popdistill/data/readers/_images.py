@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from popdistill.evaluate.boxes import boxes_from_labels  # noqa: F401 (readers' import point)
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -36,3 +34,17 @@ def load_label_png(path: str | Path) -> np.ndarray:
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def boxes_from_labels(labels: np.ndarray) -> np.ndarray:
+    """One [x0, y0, x1, y1] box (x1, y1 exclusive) per non-zero label value; N x 4 float32."""
+    boxes = []
+    flat = labels.ravel()
+    # Label images hold a few small ids: a bincount finds them faster than np.unique.
+    values = np.flatnonzero(np.bincount(flat)) if flat.size and flat.min() >= 0 else np.unique(flat)
+    for value in values:
+        if value == 0:
+            continue
+        ys, xs = np.nonzero(labels == value)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

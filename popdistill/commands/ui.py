@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def ui_command(run_dir: str | os.PathLike, port: int) -> list[str]:
     """The ``mlflow ui`` command line for ``run_dir`` (raises UserError without mlflow.db)."""
-    from popdistill.tracking import default_tracking_uri
+    from popdistill.tracking.client import default_tracking_uri
 
     run_dir = Path(run_dir)
     if not (run_dir / "mlflow.db").is_file():
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         if args.screenshot:
-            from popdistill.ui_screenshot import capture
+            from popdistill.tracking.screenshot import capture
 
             _wait_until_serving(args.port, proc)
             shots = capture(args.run_dir, f"http://{HOST}:{args.port}", args.screenshot,

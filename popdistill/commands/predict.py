@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace):
     from popdistill.config import load
     from popdistill.errors import UserError
-    from popdistill.students.predict import PredictConfig
+    from popdistill.inference.predict import PredictConfig
 
     options = {}
     for item in args.reader_option:
@@ -69,7 +69,7 @@ def build_config(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     from popdistill.ray_env import init_ray
-    from popdistill.students.predict import checkpoint_info, run_predict
+    from popdistill.inference.predict import checkpoint_info, run_predict
 
     cfg = build_config(args)
     info = checkpoint_info(cfg.checkpoint)  # a bad checkpoint fails here, before Ray starts

@@ -25,18 +25,18 @@ import yaml
 
 from popdistill import cli, tracking
 from popdistill.errors import UserError
+from popdistill.selection.stats import selection_summary
 from popdistill.tracking import (
     NullTracker,
     Tracker,
     TrackingConfig,
     create_tracker,
     flatten_config,
-    selection_summary,
     table_csv,
     table_markdown,
     truncate,
 )
-from popdistill.tracking_cli import _check_port, ui_command
+from popdistill.commands.ui import _check_port, ui_command
 
 LINEAGE = {"store": "RUN/gen1/store", "generation": 1, "threshold": 0.62, "teacher": "videopca"}
 EPOCHS = [(0.9, 0.1), (0.5, 0.3), (0.2, 0.5)]  # (train/loss, val/J) per epoch
@@ -59,7 +59,7 @@ class _Cfg:
 # -- pure helpers -----------------------------------------------------------------------------
 def test_import_does_not_load_mlflow():
     code = (
-        "import sys, popdistill.tracking, popdistill.tracking_cli; "
+        "import sys, popdistill.tracking.client, popdistill.commands.ui; "
         "print('mlflow' in sys.modules, 'matplotlib' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -376,7 +376,7 @@ def test_nan_metric_is_logged(tree):
 
 
 def test_screenshot_pages_are_the_run_tree_and_a_student_mask_grid(tree):
-    from popdistill.ui_screenshot import masks_url, tree_url
+    from popdistill.tracking.screenshot import masks_url, tree_url
 
     base = "http://127.0.0.1:5999"
     exp = tree.tracker.experiment_id

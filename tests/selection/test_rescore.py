@@ -10,15 +10,9 @@ import pytest
 import torch
 
 from popdistill.data.schema import records_to_table, table_to_records
-from popdistill.pipeline.rescore import (
-    agreement_scores,
-    empty_masks,
-    kept_by_rule,
-    label_support,
-    rescore_predictions,
-    select_scored,
-    selection_rule,
-)
+from popdistill.selection.labels import label_support
+from popdistill.selection.rescore import agreement_scores, empty_masks, rescore_predictions
+from popdistill.selection.select import kept_by_rule, select_scored, selection_rule
 from popdistill.storage import RunPath
 from tests.train.toy import square_records, write_store
 
@@ -58,7 +52,7 @@ def test_product_agreement_prefers_the_conservative_student_geomean_the_majority
     # its n-th root (0.9 / 0.62) keeps the scale: the two students that agree win
     assert int(geomean.argmax()) == 0 and float(geomean[0]) == pytest.approx(float(geomean[1]))
     assert float(geomean[0]) > float(geomean[2]) + 0.02
-    with pytest.raises(ValueError, match="ensemble: 'mean' is not one of product, geomean"):
+    with pytest.raises(ValueError, match="unknown Multi-Net ensemble 'mean'; valid names: geomean, product"):
         agreement_scores(_two_full_one_conservative(), "mean")
 
 
@@ -79,13 +73,14 @@ def test_rescore_by_agreement_keeps_the_majority_mask_without_an_evalseg_net(tmp
     rows = table_to_records(pq.read_table(tmp_path / "scored" / "v.parquet"))
     assert [r.teacher for r in rows] == [f"agreement:{'b' if i % 3 == 0 else 'a'}" for i in range(6)]
     assert all(r.generation == 2 for r in rows)
-    threshold = select_scored(out, RunPath.of(str(tmp_path / "sel")), scored["scores"], 0.5, None)
+    chosen = select_scored(out, RunPath.of(str(tmp_path / "sel")), scored["scores"], 0.5, None)
     kept = table_to_records(pq.read_table(tmp_path / "sel" / "v.parquet"))
-    assert len(kept) == 3 and min(r.score for r in kept) >= threshold
+    assert len(kept) == 3 and min(r.score for r in kept) >= chosen.threshold
+    assert int(chosen.kept.sum()) == 3 and len(chosen.kept) == len(scored["scores"])
 
 
 def test_an_unknown_scorer_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="scorer: 'votes' is not one of evalseg, agreement"):
+    with pytest.raises(ValueError, match="unknown mask scorer 'votes'; valid names: agreement, evalseg"):
         rescore_predictions({"a": str(tmp_path)}, "x", RunPath.of(str(tmp_path / "o")), 2,
                             scorer="votes")
 
@@ -119,7 +114,7 @@ def test_a_mask_empty_at_the_threshold_is_never_chosen_or_selected(tmp_path):
 def test_the_teachers_mask_competes_when_selection_includes_it(tmp_path):
     """selection.with_teacher: generation 1's VideoPCA store is one more candidate; where the
     students' masks are wrong or faint, the teacher's right mask is the one kept."""
-    from popdistill.generations import TEACHER
+    from popdistill.pipeline.loop import TEACHER
 
     frames = square_records(4, size=32, seed=7, video="v")
     stores = {}
@@ -178,7 +173,7 @@ def test_rescore_with_support_writes_labels_without_the_halo(tmp_path):
 
 
 def test_add_missing_frames_adds_the_teachers_frames_the_selection_lacks_once(tmp_path):
-    from popdistill.pipeline.rescore import add_missing_frames
+    from popdistill.selection.select import add_missing_frames
 
     frames = square_records(6, size=32, seed=11, video="v")
     teacher = copy.deepcopy(frames)

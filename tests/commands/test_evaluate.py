@@ -22,7 +22,7 @@ from PIL import Image
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord, records_to_table
 from popdistill.errors import UserError
-from popdistill.evaluate import cli
+from popdistill.commands import evaluate as cli
 from popdistill.evaluate.masks_io import (
     MaskReadError,
     ParquetMaskStore,
@@ -198,7 +198,7 @@ def test_reader_skips_are_reported(davis, tmp_path, capsys):
 def test_dispatcher_prints_errors_without_traceback(davis, tmp_path, monkeypatch, capsys):
     import popdistill.cli
 
-    monkeypatch.setattr(popdistill.cli, "COMMANDS", {"evaluate": "popdistill.evaluate.cli"})
+    monkeypatch.setattr(popdistill.cli, "COMMANDS", {"evaluate": "popdistill.commands.evaluate"})
     argv = ["evaluate", "--data", str(davis), "--format", "davis", "--out", str(tmp_path)]
     assert popdistill.cli.main([*argv, "--masks", str(tmp_path / "missing")]) == 2
     assert "mask store not found" in capsys.readouterr().err

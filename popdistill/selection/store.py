@@ -7,7 +7,7 @@ selected store by Ray Data. With ties at the threshold a few more frames than th
 may be kept; the report says how many.
 
 With ``strata`` > 1 the top fraction is kept within each edge-density stratum
-(:func:`popdistill.teacher.selection.stratified_thresholds`): Ray Data computes each frame's
+(:func:`popdistill.selection.scores.stratified_thresholds`): Ray Data computes each frame's
 edge density from its image, the driver gets (score, edge density) pairs, and the filter
 recomputes the density only for frames whose score lies between the lowest and highest
 stratum threshold.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from popdistill.storage import RunPath
-from popdistill.teacher.selection import (
+from popdistill.selection.scores import (
     ScorePool,
     edge_density,
     stratified_keep,

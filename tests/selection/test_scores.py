@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from popdistill.teacher.selection import (
+from popdistill.selection.scores import (
     ScorePool,
     edge_density,
     keep_mask,

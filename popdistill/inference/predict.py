@@ -6,7 +6,7 @@
     run_predict_many(cfgs)                        several students in one pass, a store each
 
 The pipeline is the teacher's (``popdistill.teacher.pipeline``) with a student in place of
-VideoPCA (``popdistill.teacher.stream``): the same chunking, FRAME_SCHEMA store, done
+VideoPCA (``popdistill.inference.stream``): the same chunking, FRAME_SCHEMA store, done
 markers and PNG export, and only per-chunk summaries reach the driver. The store's ``teacher``
 column is ``student:<registry name>``; ``score`` is the generation-1 selection score (mean of
 the mask's non-zero values).
@@ -32,7 +32,7 @@ from popdistill.storage import RunPath
 from popdistill.students.base import StudentNet, parameter_count, resize_images, to_float_images
 from popdistill.students.checkpoint import load_checkpoint
 from popdistill.students.device import autocast, prepare_input, prepare_model
-from popdistill.teacher.stream import MaskActor, stream_masks
+from popdistill.inference.stream import MaskActor, stream_masks
 
 __all__ = [
     "PredictConfig",

@@ -13,17 +13,14 @@ picklable value (tracking URI + run id), so a Ray worker can log to a run the dr
 Only the MLflow client API is used (no ``mlflow.set_experiment`` / active-run globals).
 
 Metric names used by the pipeline: ``train/loss`` and ``val/J`` (step = epoch), ``final/P``,
-``final/J``, ``final/CorLoc``, ``teacher/J``, ``selection/*`` (:func:`selection_summary`),
+``final/J``, ``final/CorLoc``, ``teacher/J``, ``selection/*`` (:func:`popdistill.selection.stats.selection_summary`),
 ``throughput/frames_per_s``.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
-import math
 import os
 import re
 import time
@@ -36,6 +33,7 @@ import numpy as np
 
 from popdistill.errors import UserError
 from popdistill.jsonable import plain
+from popdistill.tracking.tables import table_csv, table_markdown
 
 __all__ = [
     "LINEAGE_KEYS",
@@ -48,10 +46,6 @@ __all__ = [
     "default_tracking_uri",
     "flatten_config",
     "truncate",
-    "selection_summary",
-    "generation_figure",
-    "table_csv",
-    "table_markdown",
 ]
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -114,77 +108,6 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, str]:
     for k, v in items:
         out.update(flatten_config(v, f"{prefix}.{k}" if prefix else k))
     return out
-
-
-def selection_summary(
-    kept: np.ndarray, threshold: float, j: np.ndarray | None = None
-) -> dict[str, float]:
-    """Selection statistics: kept count/fraction, threshold, mean J of kept vs rejected masks."""
-    kept = np.asarray(kept, bool).ravel()
-    out = {
-        "selection/total": float(kept.size),
-        "selection/kept": float(kept.sum()),
-        "selection/kept_fraction": float(kept.mean()) if kept.size else 0.0,
-        "selection/threshold": float(threshold),
-    }
-    if j is not None:
-        j = np.asarray(j, np.float64).ravel()
-        if j.shape != kept.shape:
-            raise ValueError(f"j has {j.size} values for {kept.size} masks")
-        for name, part in (("kept", j[kept]), ("rejected", j[~kept])):
-            part = part[np.isfinite(part)]
-            if part.size:
-                out[f"selection/J_{name}"] = float(part.mean())
-    return out
-
-
-def generation_figure(series: Mapping[str, Mapping[int, float]], metric: str = "J"):
-    """A matplotlib Figure (Agg canvas, no pyplot) of ``metric`` by generation, one line per name."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, values in series.items():
-        gens = sorted(values)
-        ax.plot(gens, [values[g] for g in gens], marker="o", label=name)
-    ax.set_xlabel("generation")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by generation")
-    if series:
-        ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def _cell(value: Any, short: bool = True) -> str:
-    if isinstance(value, float | np.floating):
-        value = float(value)
-        return "" if not math.isfinite(value) else f"{value:.4g}" if short else repr(value)
-    return "" if value is None else str(value)
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(k for row in rows for k in row))
-
-
-def table_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows (dicts) as CSV text (full precision); columns in first-seen order, gaps empty."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_columns(rows), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: _cell(v, short=False) for k, v in row.items()} for row in rows)
-    return buf.getvalue()
-
-
-def table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows (dicts) as a GitHub markdown table (floats to 4 significant digits)."""
-    cols = _columns(rows)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in cols) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _check_lineage(lineage: Mapping[str, Any]) -> dict[str, str]:

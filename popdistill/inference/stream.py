@@ -25,8 +25,8 @@ import numpy as np
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord, Skipped
 from popdistill.storage import RunPath, safe_name
-from popdistill.teacher import sink
-from popdistill.teacher.chunks import chunk_records, read_chunks
+from popdistill.inference import sink
+from popdistill.inference.chunks import chunk_records, read_chunks
 
 __all__ = ["MaskActor", "StreamResult", "stream_masks"]
 
@@ -56,7 +56,7 @@ class MaskActor:
     def write_masks(self, row: dict, records: list[FrameRecord], masks, store: RunPath,
                     export: RunPath | None, teacher: str) -> None:
         """The chunk's frames with ``masks`` (and their scores) as one chunk of ``store``."""
-        from popdistill.teacher.selection import scores_for_batch
+        from popdistill.selection.scores import scores_for_batch
 
         for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
             r.mask, r.score = m, float(s)

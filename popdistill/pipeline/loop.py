@@ -12,7 +12,7 @@
 
 Every step is recorded in ``RUN_DIR/manifest.json`` when it finishes (:class:`Manifest`); a
 re-run continues after the last finished step, and the teacher / predict / train stages skip
-their finished videos / students inside a step. Tracking (:mod:`popdistill.tracking`): one
+their finished videos / students inside a step. Tracking (:mod:`popdistill.tracking.client`): one
 parent run, a child per generation, children per student and EvalSeg-Net with lineage tags.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 from popdistill.errors import UserError
 from popdistill.pipeline.manifest import RESUMABLE_CHANGES, Manifest
 from popdistill.pipeline.run_dir import CENTRE, MULTINET, VIDEOPCA
-from popdistill.run_config import DataConfig, RunConfig, resolved, section_defaults, world_config
+from popdistill.pipeline.config import DataConfig, RunConfig, resolved, section_defaults, world_config
 from popdistill.storage import RunPath
 
 __all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]
@@ -53,7 +53,7 @@ class _Run:
     """One pipeline run's state: config, run directory, manifest, tracker and parent run."""
 
     def __init__(self, cfg: RunConfig, log: Log):
-        from popdistill.tracking import create_tracker
+        from popdistill.tracking.client import create_tracker
 
         self.cfg, self.log = cfg, log
         self.root = RunPath.of(cfg.out).mkdir()
@@ -116,7 +116,7 @@ def _teacher(run: _Run, gen_run) -> dict[str, Any]:
 
 
 def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunPath, k: int) -> dict:
-    from popdistill.students.predict import run_predict_many
+    from popdistill.inference.predict import run_predict_many
 
     cfgs = [run.cfg.predict_config(ckpt, data, (out / name).uri, k)
             for name, ckpt in checkpoints.items()]
@@ -128,14 +128,9 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
             teacher_store: str, teacher_selected: str) -> dict[str, Any]:
     import numpy as np
 
-    from popdistill.pipeline.rescore import (
-        add_missing_frames,
-        kept_by_rule,
-        rescore_predictions,
-        select_scored,
-        selection_rule,
-    )
-    from popdistill.tracking import selection_summary
+    from popdistill.selection.rescore import rescore_predictions
+    from popdistill.selection.select import add_missing_frames, select_scored
+    from popdistill.selection.stats import selection_summary
 
     sel = run.cfg.selection
     if sel.with_teacher:
@@ -145,13 +140,10 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
                                  scorer=sel.scorer, ensemble=sel.ensemble,
                                  support=sel.support, labels=sel.labels, gpu=run.cfg.resources.gpu,
                                  precision=run.cfg.evalseg.get("precision", "auto"))
-    threshold = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
-                              sel.threshold, scored["densities"], sel.strata)
-    scores = np.asarray(scored["scores"], np.float64)
+    chosen = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
+                           sel.threshold, scored["densities"], sel.strata)
+    threshold, kept = chosen.threshold, chosen.kept
     j = np.asarray(scored["j"], np.float64)
-    # the rule select_scored wrote the store by
-    kept = kept_by_rule(scores, scored["densities"],
-                        selection_rule(scores, sel.top, sel.threshold, scored["densities"], sel.strata))
     stats = selection_summary(kept, threshold, j if np.isfinite(j).any() else None)
     if sel.keep_teacher:
         stats["selection/teacher_frames"] = add_missing_frames(root / "selected",
@@ -312,20 +304,20 @@ def results_table(baselines: dict, generations: list[dict]) -> list[dict[str, An
 
 def format_results(rows: list[dict[str, Any]]) -> str:
     """The table as text, P / J / CorLoc in percent."""
+    from popdistill.tracking.tables import Column, number, text_table
 
-    def pct(v) -> str:
-        return "-" if v is None else f"{100 * v:.1f}"
-
-    head = f"{'method':<22} {'gen':>3} {'P%':>6} {'J%':>6} {'CorLoc%':>8} {'frames':>7}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['method'][:22]:<22} {r['generation']!s:>3} {pct(r['P']):>6} "
-                     f"{pct(r['J']):>6} {pct(r['CorLoc']):>8} {r['frames'] or 0:>7}")
-    return "\n".join(lines)
+    return text_table(rows, [
+        Column("method", 22, lambda r: r["method"], "<"),
+        Column("gen", 3, lambda r: str(r["generation"])),
+        Column("P%", 6, number("P", 100)),
+        Column("J%", 6, number("J", 100)),
+        Column("CorLoc%", 8, number("CorLoc", 100)),
+        Column("frames", 7, lambda r: str(r["frames"] or 0)),
+    ])
 
 
 def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> dict[str, Any]:
-    from popdistill.tracking import generation_figure
+    from popdistill.tracking.figures import generation_figure
 
     rows = results_table(baselines, generations)
     series: dict[str, dict[int, float]] = {}
@@ -343,7 +335,7 @@ def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> 
             report["generations"][i]["evalseg"] = {k: g["evalseg"][k]
                                                    for k in ("checkpoint", "pairs", "target_mean")}
     (run.root / "report.json").write_json(report)
-    from popdistill.tracking import table_markdown
+    from popdistill.tracking.tables import table_markdown
 
     (run.root / "results.md").write_bytes(table_markdown(rows).encode())
     run.parent.log_table(rows, "results")

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from popdistill.choices import GPU_MODES
+from popdistill.choices import ENSEMBLES, GPU_MODES, LABEL_RULES, SCORERS
 from popdistill.config import choice, load
 from popdistill.errors import UserError
-from popdistill.tracking import TrackingConfig
+from popdistill.tracking.client import TrackingConfig
 
 __all__ = [
     "DataConfig",
@@ -90,7 +90,7 @@ class SelectionConfig:
     >= ``threshold`` or, when no threshold is set, the ``top`` fraction. ``scorer``:
     ``evalseg`` (EvalSeg-Net, the thesis) or ``agreement`` (EvalSeg-Net's training target
     computed exactly: cosine of the mask to the students' Multi-Net product;
-    :mod:`popdistill.pipeline.rescore`). ``with_teacher``: generation 1's VideoPCA mask of
+    :mod:`popdistill.selection.rescore`). ``with_teacher``: generation 1's VideoPCA mask of
     each frame is one more candidate beside the students' masks (off in the thesis, where the
     students are already better than their teacher; docs/experiments/history.md). ``ensemble``: the
     Multi-Net mask that both scorers measure agreement with: ``product`` (the thesis) or
@@ -99,38 +99,32 @@ class SelectionConfig:
     target). ``support``: each kept mask of generation k >= 2 is zeroed outside its
     hysteresis support (>= 0.5 of its range, connected to >= 0.8 of it: the teacher's last
     step) before it becomes a label, so the next generation does not learn the students'
-    faint halo (:func:`popdistill.pipeline.rescore.label_support`). ``labels``: what a kept
+    faint halo (:func:`popdistill.selection.labels.label_support`). ``labels``: what a kept
     frame of generation k >= 2 trains on: ``best``, its best-scored mask (the thesis);
     ``multinet``, all the candidates' ``ensemble`` mask of that frame; ``multinet-binary``, that
     mask binarised (geometric mean >= 0.5), which carries no faint halo at all;
     ``multinet-product``, the candidates' plain product whatever ``ensemble`` is (soft, and
     smaller than any one mask: it leans to precision)
-    (:func:`popdistill.pipeline.rescore.ensemble_labels`). ``keep_teacher``: generation k >= 2
+    (:mod:`popdistill.selection.labels`). ``keep_teacher``: generation k >= 2
     also trains on generation 1's selected frames that its own selection left out, with their
-    VideoPCA masks (:func:`popdistill.pipeline.rescore.add_missing_frames`). ``strata``: with
+    VideoPCA masks (:func:`popdistill.selection.select.add_missing_frames`). ``strata``: with
     K > 1, every generation keeps the ``top`` fraction within each of K equal-count strata of
     the frames' edge density (mean Sobel magnitude), so cluttered backgrounds are not left out
-    of the training set (:mod:`popdistill.teacher.selection`); 1 (the default) ranks the whole
+    of the training set (:mod:`popdistill.selection.scores`); 1 (the default) ranks the whole
     corpus at once.
     """
 
     top: float = 0.1
     threshold: float | None = None
-    scorer: str = "evalseg"
+    scorer: str = choice(SCORERS[0], SCORERS)
     with_teacher: bool = False
-    # popdistill.students.multinet.ENSEMBLES, spelt out: this module does not import torch
-    ensemble: str = choice("product", ["product", "geomean"])
+    ensemble: str = choice(ENSEMBLES[0], ENSEMBLES)
     support: bool = False
-    # popdistill.pipeline.rescore.LABELS, spelt out likewise
-    labels: str = choice("best", ["best", "multinet", "multinet-binary", "multinet-product"])
+    labels: str = choice(LABEL_RULES[0], LABEL_RULES)
     keep_teacher: bool = False
     strata: int = 1
 
     def validate(self) -> None:
-        from popdistill.pipeline.rescore import SCORERS
-
-        if self.scorer not in SCORERS:
-            raise UserError(f"scorer: {self.scorer!r} is not one of {', '.join(SCORERS)}")
         if not 0.0 < self.top <= 1.0:
             raise UserError(f"top: {self.top} is not in (0, 1]")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -275,7 +269,7 @@ class RunConfig:
         return load(EvalConfig, self.evaluation, "evaluation")
 
     def predict_config(self, checkpoint: str, data: DataConfig, out: str, generation: int):
-        from popdistill.students.predict import PredictConfig
+        from popdistill.inference.predict import PredictConfig
 
         gpu = self.use_gpu()
         if gpu is None:
