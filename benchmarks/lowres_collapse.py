@@ -142,7 +142,7 @@ def run_variant(v: dict, images: torch.Tensor, masks: torch.Tensor, prior: float
     from popdistill.students import create_student
     from popdistill.train.config import AugmentConfig, resolve_sizes
     from popdistill.train.data import augment_pairs
-    from popdistill.train.loop import LOSSES
+    from popdistill.train.loop import create_loss
 
     seed = a.seed if a.train_seed is None else a.train_seed
     torch.manual_seed(seed)
@@ -161,7 +161,7 @@ def run_variant(v: dict, images: torch.Tensor, masks: torch.Tensor, prior: float
                   {"params": list(model.head.parameters()), "lr": v["head_lr"]}]
     opt = torch.optim.Adam(groups)
     sizes = resolve_sizes(AugmentConfig(), model.input_size, model.output_size)
-    loss_fn, mse = LOSSES[v["loss"]], LOSSES["mse"]
+    loss_fn, mse = create_loss(v["loss"]), create_loss("mse")
     gen = torch.Generator().manual_seed(seed)
     n, bs = len(images), a.batch_size
     log, order, pos = [], torch.randperm(n, generator=gen), 0

@@ -116,8 +116,8 @@ def bench_selection(store: Path, work: Path) -> list[dict]:
     """The teacher's selection pass (top 20 %) over ``store``: corpus-wide, then by 4 edge-density
     strata (the density computed in the Ray Data pass, and again in the filter for the frames
     whose score lies between the strata's thresholds)."""
-    from popdistill.storage import RunPath
     from popdistill.selection.store import select_top
+    from popdistill.storage import RunPath
 
     rows = []
     for strata in (1, 4):

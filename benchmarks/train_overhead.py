@@ -34,7 +34,7 @@ def _plain(cfg, epochs: int) -> list[float]:
 
     from popdistill.students import create_student
     from popdistill.train.config import resolve_batch_size, resolve_sizes
-    from popdistill.train.loop import LOSSES, TRAIN_COLUMNS, train_epoch
+    from popdistill.train.loop import TRAIN_COLUMNS, create_loss, train_epoch
 
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
@@ -51,7 +51,7 @@ def _plain(cfg, epochs: int) -> list[float]:
         batches = ({c: v[order[s : s + batch]] for c, v in rows.items()} for s in range(0, n, batch))
         g = torch.Generator().manual_seed(epoch)
         t0 = time.perf_counter()
-        train_epoch(model, opt, batches, sizes, LOSSES[cfg.loss], g, torch.device("cpu"))
+        train_epoch(model, opt, batches, sizes, create_loss(cfg.loss), g, torch.device("cpu"))
         seconds.append(time.perf_counter() - t0)
     return seconds
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
 

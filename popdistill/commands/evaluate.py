@@ -82,7 +82,7 @@ def _reader_options(items: list[str]) -> dict[str, str]:
 def _mask_providers(args):
     """(name -> (source, function(record) -> soft mask or None)), name -> opened store."""
     from popdistill.errors import UserError
-    from popdistill.evaluate.baselines import get_baseline
+    from popdistill.evaluate.baselines import create_baseline
     from popdistill.evaluate.masks_io import open_mask_store
 
     providers, stores = {}, {}
@@ -99,7 +99,7 @@ def _mask_providers(args):
 
         providers[name] = (f"masks:{path}", from_store)
     for base in dict.fromkeys(args.baseline):
-        fn = get_baseline(base)
+        fn = create_baseline(base)
         if base in providers:
             raise UserError(f"--baseline {base}: clashes with the mask store's name")
         providers[base] = (f"baseline:{base}", lambda rec, fn=fn: fn(*rec.image.shape[:2]))

@@ -68,8 +68,8 @@ def build_config(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from popdistill.ray_env import init_ray
     from popdistill.inference.predict import checkpoint_info, run_predict
+    from popdistill.ray_env import init_ray
 
     cfg = build_config(args)
     info = checkpoint_info(cfg.checkpoint)  # a bad checkpoint fails here, before Ray starts

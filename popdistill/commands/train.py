@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from popdistill.choices import LOSSES
+
 HELP = "train the student population (one Ray Train run per student, run concurrently)"
 DESCRIPTION = """\
 Train a population of student segmenters on the teacher's selected pseudo-labels: one Ray
@@ -55,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep a moving average of the weights with this decay and use it as the student "
         "(0: off, the default; e.g. 0.995 averages about the last 200 steps)",
     )
-    p.add_argument("--loss", choices=["mse", "bce"], help="loss to the teacher mask (default mse)")
+    p.add_argument("--loss", choices=LOSSES, help="loss to the teacher mask (default mse)")
     p.add_argument("--workers", type=int, help="Ray Train workers per student (default 1)")
     p.add_argument("--cpus-per-worker", type=float, help="CPUs per training worker (default 0.9)")
     p.add_argument(

@@ -10,36 +10,26 @@ from collections.abc import Callable
 
 import numpy as np
 
-from popdistill.errors import UserError
+from popdistill.registry import Registry
 
-__all__ = ["centre_prior", "full_mask", "register_baseline", "get_baseline", "list_baselines"]
+__all__ = ["centre_prior", "full_mask", "register_baseline", "create_baseline", "list_baselines"]
 
 BaselineFn = Callable[[int, int], np.ndarray]
-_BASELINES: dict[str, BaselineFn] = {}
+BASELINES: Registry[BaselineFn] = Registry("baseline", "baseline", builtin=__name__, bind=True)
 
 
 def register_baseline(name: str):
     """Decorator adding a ``(height, width) -> soft mask`` function under ``name``."""
-
-    def deco(fn: BaselineFn) -> BaselineFn:
-        if name in _BASELINES:
-            raise ValueError(f"baseline {name!r} registered twice")
-        _BASELINES[name] = fn
-        return fn
-
-    return deco
+    return BASELINES.register(name)
 
 
-def list_baselines() -> list[str]:
-    return sorted(_BASELINES)
+def list_baselines(pattern: str = "*") -> list[str]:
+    return BASELINES.names(pattern)
 
 
-def get_baseline(name: str) -> BaselineFn:
-    if name not in _BASELINES:
-        raise UserError(
-            f"unknown baseline {name!r}; valid baselines: {', '.join(list_baselines())}"
-        )
-    return _BASELINES[name]
+def create_baseline(name: str, **kwargs) -> BaselineFn:
+    """The baseline ``name`` as a ``(height, width) -> soft mask`` function (``kwargs`` bound)."""
+    return BASELINES.create(name, **kwargs)
 
 
 @register_baseline("centre")

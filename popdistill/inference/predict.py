@@ -28,11 +28,11 @@ from popdistill.choices import PRECISIONS
 from popdistill.config import choice
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
+from popdistill.inference.stream import MaskActor, stream_masks
 from popdistill.storage import RunPath
 from popdistill.students.base import StudentNet, parameter_count, resize_images, to_float_images
 from popdistill.students.checkpoint import load_checkpoint
 from popdistill.students.device import autocast, prepare_input, prepare_model
-from popdistill.inference.stream import MaskActor, stream_masks
 
 __all__ = [
     "PredictConfig",

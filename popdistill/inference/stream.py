@@ -24,9 +24,9 @@ import numpy as np
 
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord, Skipped
-from popdistill.storage import RunPath, safe_name
 from popdistill.inference import sink
 from popdistill.inference.chunks import chunk_records, read_chunks
+from popdistill.storage import RunPath, safe_name
 
 __all__ = ["MaskActor", "StreamResult", "stream_masks"]
 

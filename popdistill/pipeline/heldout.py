@@ -40,7 +40,7 @@ def evaluate_heldout(
     ``grid_frames`` videos.
     """
     from popdistill.data.readers import create_reader
-    from popdistill.evaluate.baselines import get_baseline
+    from popdistill.evaluate.baselines import create_baseline
     from popdistill.evaluate.masks_io import MaskReadError, ParquetMaskStore
     from popdistill.evaluate.metrics import Evaluator
     from popdistill.evaluate.report import GridRow
@@ -48,7 +48,7 @@ def evaluate_heldout(
 
     products = dict(products or {})
     opened = {name: ParquetMaskStore(path) for name, path in stores.items()}
-    fns = {name: get_baseline(name) for name in baselines}
+    fns = {name: create_baseline(name) for name in baselines}
     methods = [*fns, *opened, *products]
     evaluators = {name: Evaluator(eval_config) for name in methods}
     reader = create_reader(data.format, data.path, **data.reader_options)

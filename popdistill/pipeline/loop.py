@@ -25,9 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from popdistill.errors import UserError
+from popdistill.pipeline.config import (
+    DataConfig,
+    RunConfig,
+    resolved,
+    section_defaults,
+    world_config,
+)
 from popdistill.pipeline.manifest import RESUMABLE_CHANGES, Manifest
 from popdistill.pipeline.run_dir import CENTRE, MULTINET, VIDEOPCA
-from popdistill.pipeline.config import DataConfig, RunConfig, resolved, section_defaults, world_config
 from popdistill.storage import RunPath
 
 __all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]

@@ -8,41 +8,32 @@ public code uses the mean. ``create_phi(name, **kwargs)`` returns a callable on 
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 
 from popdistill.errors import UserError
+from popdistill.registry import Registry
 
 __all__ = ["register_phi", "create_phi", "list_phis", "stack_teachers"]
 
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
-_PHIS: dict[str, Callable[..., torch.Tensor]] = {}
+PHIS: Registry[Callable[..., torch.Tensor]] = Registry("phi", "aggregation (phi)", builtin=__name__)
 
 
 def register_phi(name: str):
     """Decorator adding ``fn(stack, **kwargs) -> B x B`` to the registry under ``name``."""
-
-    def deco(fn):
-        if name in _PHIS:
-            raise ValueError(f"aggregation {name!r} registered twice")
-        _PHIS[name] = fn
-        return fn
-
-    return deco
+    return PHIS.register(name)
 
 
 def list_phis(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _PHIS if fnmatch.fnmatch(n, pattern))
+    return PHIS.names(pattern)
 
 
 def create_phi(name: str, **kwargs) -> PhiFn:
     """The aggregation ``name`` as a callable on an N x B x B stack (or a list of B x B)."""
-    if name not in _PHIS:
-        raise UserError(f"unknown aggregation (phi) {name!r}; valid ones: {', '.join(list_phis())}")
-    fn = _PHIS[name]
+    fn = PHIS.get(name)
     if name == "weighted":
         kwargs["weights"] = _normalised_weights(kwargs.get("weights"))
     bound = partial(fn, **kwargs)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from popdistill.errors import UserError
+from popdistill.registry import Registry
 
 __all__ = [
     "ExpertConfig",
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 ExpertFn = Callable[[list["VideoCues"], "ExpertConfig"], tuple[np.ndarray, np.ndarray]]
-_EXPERTS: dict[str, ExpertFn] = {}
+EXPERTS: Registry[ExpertFn] = Registry("expert", "expert", builtin=__name__, bind=True)
 
 
 @dataclass
@@ -73,7 +74,7 @@ class ExpertConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        unknown = [e for e in self.experts if e not in _EXPERTS]
+        unknown = [e for e in self.experts if e not in EXPERTS]
         if unknown or not self.experts:
             raise UserError(f"experts: unknown {unknown}; valid names: {', '.join(list_experts())}")
         for name, rate in self.missing_rates.items():
@@ -110,18 +111,15 @@ class ExpertFeatures:
 
 def register_expert(name: str) -> Callable[[ExpertFn], ExpertFn]:
     """Decorator: ``fn(cues, cfg) -> (V x D features, V availability)``."""
-
-    def deco(fn: ExpertFn) -> ExpertFn:
-        if name in _EXPERTS:
-            raise ValueError(f"expert {name!r} registered twice")
-        _EXPERTS[name] = fn
-        return fn
-
-    return deco
+    return EXPERTS.register(name)
 
 
-def list_experts() -> list[str]:
-    return sorted(_EXPERTS)
+def create_expert(name: str) -> ExpertFn:
+    return EXPERTS.create(name)
+
+
+def list_experts(pattern: str = "*") -> list[str]:
+    return EXPERTS.names(pattern)
 
 
 # -- the shared foreground cue --------------------------------------------------------------
@@ -371,7 +369,7 @@ def extract_experts(videos: Mapping[str, np.ndarray], cfg: ExpertConfig | None =
     feats, avail = {}, {}
     for name in cfg.experts:
         start = time.perf_counter()
-        feats[name], avail[name] = _EXPERTS[name](cues, cfg)
+        feats[name], avail[name] = create_expert(name)(cues, cfg)
         seconds[name] = time.perf_counter() - start
     avail = _drop(avail, cfg.missing_rates, cfg.seed)
     for name in feats:

@@ -9,14 +9,13 @@ the 2 B (B - 1) off-diagonal pairs). Distances ``d(S_student, S_target)`` form a
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from popdistill.errors import UserError
+from popdistill.registry import Registry
 from popdistill.retrieval.aggregation import PhiFn, create_phi, stack_teachers
 
 __all__ = [
@@ -29,7 +28,8 @@ __all__ = [
 ]
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_DISTANCES: dict[str, Callable[..., torch.Tensor]] = {}
+DISTANCES: Registry[Callable[..., torch.Tensor]] = Registry("distance", "distance", builtin=__name__,
+                                                           bind=True)
 
 
 def _check_square(sims: torch.Tensor, what: str) -> None:
@@ -52,24 +52,15 @@ def max_margin_ranking_loss(sims: torch.Tensor, margin: float = 0.09) -> torch.T
 
 def register_distance(name: str):
     """Decorator adding ``fn(student, target, **kwargs) -> scalar`` under ``name``."""
-
-    def deco(fn):
-        if name in _DISTANCES:
-            raise ValueError(f"distance {name!r} registered twice")
-        _DISTANCES[name] = fn
-        return fn
-
-    return deco
+    return DISTANCES.register(name)
 
 
 def list_distances(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _DISTANCES if fnmatch.fnmatch(n, pattern))
+    return DISTANCES.names(pattern)
 
 
 def create_distance(name: str, **kwargs) -> DistanceFn:
-    if name not in _DISTANCES:
-        raise UserError(f"unknown distance {name!r}; valid ones: {', '.join(list_distances())}")
-    return partial(_DISTANCES[name], **kwargs)
+    return DISTANCES.create(name, **kwargs)
 
 
 @register_distance("smooth_l1")

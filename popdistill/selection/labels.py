@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from popdistill.choices import ENSEMBLES, LABEL_RULES as RULE_NAMES
+from popdistill.choices import ENSEMBLES
+from popdistill.choices import LABEL_RULES as RULE_NAMES
 from popdistill.registry import Registry
 
 __all__ = ["LABEL_RULES", "register_label_rule", "create_label_rule", "list_label_rules",

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from popdistill.choices import ENSEMBLES, LABEL_RULES, SCORERS as SCORER_NAMES
+from popdistill.choices import ENSEMBLES, LABEL_RULES
+from popdistill.choices import SCORERS as SCORER_NAMES
 from popdistill.registry import Registry
 from popdistill.selection.labels import ensemble_labels, label_support
 from popdistill.selection.scores import edge_density
@@ -194,8 +195,9 @@ def rescore_predictions(
                 part = frames[s : s + batch_size]
                 masks = [torch.from_numpy(np.stack([per_student[n][f].mask for f in part])
                                           .astype(np.float32))[:, None] for n in names]
-                images = lambda part=part: torch.from_numpy(np.stack(  # noqa: E731
-                    [per_student[names[0]][f].image for f in part])).permute(0, 3, 1, 2)
+                first = per_student[names[0]]
+                images = lambda part=part, first=first: torch.from_numpy(np.stack(  # noqa: E731
+                    [first[f].image for f in part])).permute(0, 3, 1, 2)
                 scores[s : s + len(part)] = score(images, masks)
                 scores[s : s + len(part)][empty_masks(masks)] = 0.0
                 if labels != "best":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from popdistill.storage import RunPath
 from popdistill.selection.scores import (
     ScorePool,
     edge_density,
@@ -25,6 +24,7 @@ from popdistill.selection.scores import (
     stratified_thresholds,
     stratum_of,
 )
+from popdistill.storage import RunPath
 
 __all__ = ["select_top", "evaluate_store", "stratified_rows"]
 

@@ -8,16 +8,15 @@ Two registries exist: students (segmenters) and EvalSeg-Nets (mask quality score
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from popdistill.errors import UserError
+from popdistill.registry import Registry
 
 __all__ = [
-    "Registry",
+    "ModelRegistry",
     "STUDENTS",
     "EVALSEG",
     "REGISTRIES",
@@ -32,43 +31,21 @@ __all__ = [
 ModelFn = Callable[..., nn.Module]
 
 
-class Registry:
-    """Variant functions of one kind of model, keyed by the function's name."""
-
-    def __init__(self, kind: str, what: str):
-        self.kind = kind
-        self.what = what
-        self._fns: dict[str, ModelFn] = {}
-
-    def register(self, fn: ModelFn) -> ModelFn:
-        name = fn.__name__
-        if name in self._fns:
-            raise ValueError(f"{self.what} {name!r} registered twice")
-        self._fns[name] = fn
-        return fn
-
-    def names(self, pattern: str = "*") -> list[str]:
-        _load_builtin()
-        return sorted(n for n in self._fns if fnmatch.fnmatchcase(n, pattern))
+class ModelRegistry(Registry[ModelFn]):
+    """A :class:`~popdistill.registry.Registry` of model variant functions whose models are
+    stamped with the registry's kind and the variant's name (what a checkpoint rebuilds)."""
 
     def create(self, name: str, **kwargs: Any) -> nn.Module:
-        _load_builtin()
-        if name not in self._fns:
-            raise UserError(f"unknown {self.what} {name!r}; valid names: {', '.join(self.names())}")
-        model = self._fns[name](**kwargs)
+        model = super().create(name, **kwargs)
         model.registry_kind = self.kind
         model.registry_name = name
         return model
 
 
-STUDENTS = Registry("student", "student model")
-EVALSEG = Registry("evalseg", "EvalSeg-Net model")
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (STUDENTS, EVALSEG)}
-
-
-def _load_builtin() -> None:
-    # Importing the package registers every built-in architecture.
-    import popdistill.students  # noqa: F401
+# Importing the package registers every built-in architecture.
+STUDENTS = ModelRegistry("student", "student model", builtin="popdistill.students")
+EVALSEG = ModelRegistry("evalseg", "EvalSeg-Net model", builtin="popdistill.students")
+REGISTRIES: dict[str, ModelRegistry] = {r.kind: r for r in (STUDENTS, EVALSEG)}
 
 
 def register_student(fn: ModelFn) -> ModelFn:

@@ -15,8 +15,8 @@ import numpy as np
 
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
-from popdistill.storage import RunPath
 from popdistill.inference.stream import MaskActor, stream_masks
+from popdistill.storage import RunPath
 from popdistill.teacher.videopca import VideoPCAConfig
 
 __all__ = ["TeacherConfig", "VideoPCAActor", "run_teacher", "teacher_paths"]
@@ -99,8 +99,8 @@ def _stack_frames(images: list[np.ndarray], size: int) -> np.ndarray:
 def run_teacher(cfg: TeacherConfig, log=print) -> dict:
     """Run (or resume) the teacher over a data set; returns the report (also written to JSON)."""
     from popdistill.config import to_dict
-    from popdistill.teacher.report import teacher_contact_sheet
     from popdistill.selection.store import evaluate_store, select_top
+    from popdistill.teacher.report import teacher_contact_sheet
 
     paths = teacher_paths(cfg.out)
     result = stream_masks(

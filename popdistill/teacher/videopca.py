@@ -31,13 +31,13 @@ import torch
 
 from popdistill.config import choice
 from popdistill.errors import UserError
+from popdistill.masks import above_fraction, hysteresis, minmax_normalise
 from popdistill.teacher.colour import (
     colour_bin_index,
     colour_bin_index_u8,
     colour_lut,
     colour_scores,
 )
-from popdistill.masks import above_fraction, hysteresis, minmax_normalise
 from popdistill.teacher.videopca_ops import (
     centre_prior,
     foreground_cue,

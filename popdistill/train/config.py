@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from popdistill.choices import PRECISIONS
+from popdistill.choices import LOSSES, LR_SCHEDULES, PRECISIONS
 from popdistill.config import choice
 from popdistill.errors import UserError
 from popdistill.train.ema import validate_decay
@@ -23,13 +23,11 @@ __all__ = [
     "TrainConfig",
     "PopulationConfig",
     "DEFAULT_STUDENTS",
-    "LR_SCHEDULES",
     "resolve_sizes",
     "resolve_batch_size",
 ]
 
 DEFAULT_STUDENTS = ["lowres", "fconv", "unet", "denseunet", "dilateunet"]
-LR_SCHEDULES = ["constant", "cosine"]  # loop.lr_factor
 
 # Thesis resize / crop ratios: LowRes-Net 160 -> 128 (its output is a reduced 32x32 mask),
 # the full-resolution U-Net family 310 -> 256.
@@ -125,12 +123,12 @@ class TrainConfig:
     lr: float = 1e-3
     # constant (the papers) or cosine: annealed from ``lr`` towards zero over ``epochs``, one
     # rate per epoch (loop.lr_factor); smaller last steps steady the final student.
-    lr_schedule: str = choice("constant", LR_SCHEDULES)
+    lr_schedule: str = choice(LR_SCHEDULES[0], LR_SCHEDULES)
     # 0: off; else validate, checkpoint and predict with an exponential moving average of the
     # weights (popdistill.train.ema), over about the last 1 / (1 - ema_decay) steps.
     ema_decay: float = 0.0
     weight_decay: float = 0.0
-    loss: str = choice("mse", ["mse", "bce"])
+    loss: str = choice(LOSSES[0], LOSSES)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     # Scaling: per-worker CPUs (0.9 lets two runs share a 2-CPU machine with their drivers),

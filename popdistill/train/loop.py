@@ -31,7 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from popdistill.choices import LOSSES as LOSS_NAMES
+from popdistill.choices import LR_SCHEDULES as LR_SCHEDULE_NAMES
 from popdistill.evaluate.metrics import binarize, jaccard, pixel_accuracy, resize_mask
+from popdistill.registry import Registry
 from popdistill.students.device import autocast, prepare_input
 from popdistill.train.config import AugmentSizes
 from popdistill.train.data import (
@@ -46,6 +49,13 @@ from popdistill.train.ema import averaged_module, make_ema
 __all__ = [
     "CHECKPOINT_FILE",
     "LOSSES",
+    "LR_SCHEDULES",
+    "create_loss",
+    "list_losses",
+    "register_loss",
+    "create_lr_schedule",
+    "list_lr_schedules",
+    "register_lr_schedule",
     "lr_factor",
     "set_lr",
     "train_epoch",
@@ -63,11 +73,53 @@ VAL_COLUMNS = [*TRAIN_COLUMNS, "gt_mask"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def _bce(pred: Tensor, target: Tensor) -> Tensor:
+LOSSES: Registry[LossFn] = Registry("loss", "loss", builtin=__name__, bind=True, names=LOSS_NAMES)
+LR_SCHEDULES: Registry[Callable[[int, int], float]] = Registry(
+    "lr_schedule", "lr_schedule", builtin=__name__, bind=True, names=LR_SCHEDULE_NAMES)
+
+
+def register_loss(name: str):
+    """Decorator: ``fn(prediction, target) -> scalar loss`` under ``name``."""
+    return LOSSES.register(name)
+
+
+def create_loss(name: str) -> LossFn:
+    return LOSSES.create(name)
+
+
+def list_losses(pattern: str = "*") -> list[str]:
+    return LOSSES.names(pattern)
+
+
+def register_lr_schedule(name: str):
+    """Decorator: ``fn(epoch, epochs) -> factor of the configured rate`` under ``name``."""
+    return LR_SCHEDULES.register(name)
+
+
+def create_lr_schedule(name: str) -> Callable[[int, int], float]:
+    return LR_SCHEDULES.create(name)
+
+
+def list_lr_schedules(pattern: str = "*") -> list[str]:
+    return LR_SCHEDULES.names(pattern)
+
+
+register_loss("mse")(F.mse_loss)
+
+
+@register_loss("bce")
+def bce(pred: Tensor, target: Tensor) -> Tensor:
     return F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target)
 
 
-LOSSES: dict[str, LossFn] = {"mse": F.mse_loss, "bce": _bce}
+@register_lr_schedule("constant")
+def constant(epoch: int, epochs: int) -> float:
+    return 1.0
+
+
+@register_lr_schedule("cosine")
+def cosine(epoch: int, epochs: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -76,11 +128,7 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     (the last epoch runs at (1 - cos(pi / epochs)) / 2). A pure function of the epoch: a run
     resumed from a checkpoint, with the same or a new ``epochs``, takes the rate it would have
     had from the start."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
-    raise ValueError(f"lr_schedule: {schedule!r} is not one of constant, cosine")
+    return create_lr_schedule(schedule)(epoch, epochs)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> float:
@@ -266,7 +314,7 @@ def train_loop_per_worker(config: dict) -> dict[str, Any]:
     input_size, output_size = model.input_size, model.output_size
     sizes = resolve_sizes(cfg.augment, input_size, output_size)
     batch_size = resolve_batch_size(cfg.batch_size, input_size, output_size)
-    loss_fn = LOSSES[cfg.loss]
+    loss_fn = create_loss(cfg.loss)
     precision = resolve_precision(cfg.precision, device)
     model = prepare_model(model, device, precision)  # channels_last for bf16 on CUDA
     model = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP when > 1 worker

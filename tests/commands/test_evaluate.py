@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from popdistill.commands import evaluate as cli
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord, records_to_table
 from popdistill.errors import UserError
-from popdistill.commands import evaluate as cli
 from popdistill.evaluate.masks_io import (
     MaskReadError,
     ParquetMaskStore,

@@ -9,7 +9,7 @@ import pytest
 
 from popdistill.errors import UserError
 from popdistill.evaluate import metrics as M
-from popdistill.evaluate.baselines import centre_prior, full_mask, get_baseline, list_baselines
+from popdistill.evaluate.baselines import centre_prior, full_mask, create_baseline, list_baselines
 
 # gt: top-left 2x2 block. soft uses multiples of 1/5 so the 8-bit quantisation is exact.
 GT = np.zeros((4, 4), bool)
@@ -255,6 +255,6 @@ def test_centre_prior_values():
 def test_full_mask_and_registry():
     np.testing.assert_array_equal(full_mask(2, 3), np.ones((2, 3), np.float32))
     assert list_baselines() == ["centre", "full"]
-    assert get_baseline("centre") is centre_prior
+    assert create_baseline("centre") is centre_prior
     with pytest.raises(UserError, match="centre, full"):
-        get_baseline("center")
+        create_baseline("center")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from popdistill.inference.sink import mark_done, write_chunk
 from popdistill.pipeline.integrity import damaged_outputs, repair
 from popdistill.pipeline.manifest import Manifest
 from popdistill.storage import RunPath
 from popdistill.students import create_student, save_checkpoint
-from popdistill.inference.sink import mark_done, write_chunk
 from tests.train.toy import square_records
 
 

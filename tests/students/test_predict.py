@@ -18,9 +18,9 @@ from PIL import Image
 from popdistill import cli
 from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord
-from popdistill.students import create_evalseg, create_student, save_checkpoint
-from popdistill.inference.predict import PopulationPredictor, StudentPredictor, predict_records
 from popdistill.inference.chunks import iter_chunks
+from popdistill.inference.predict import PopulationPredictor, StudentPredictor, predict_records
+from popdistill.students import create_evalseg, create_student, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 HALF_LSB = 0.5 / 255 + 1e-6  # 8-bit quantisation of the store

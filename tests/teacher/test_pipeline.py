@@ -133,10 +133,10 @@ def test_teacher_on_video_folder_with_a_corrupt_video(ray_session, tmp_path):
 
 def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_run, tmp_path):
     from popdistill.data.schema import FrameRecord
-    from popdistill.storage import RunPath
-    from popdistill.teacher.report import teacher_contact_sheet
     from popdistill.selection.scores import edge_density, stratified_keep, stratified_thresholds
     from popdistill.selection.store import evaluate_store, select_top
+    from popdistill.storage import RunPath
+    from popdistill.teacher.report import teacher_contact_sheet
 
     report, _, _ = first_run
     store, selected = RunPath.of(report["store"]), RunPath.of(str(tmp_path / "selected"))

@@ -12,6 +12,7 @@ from skimage.filters import apply_hysteresis_threshold
 
 from popdistill.config import load
 from popdistill.errors import UserError
+from popdistill.masks import hysteresis
 from popdistill.teacher import colour
 from popdistill.teacher.videopca import (
     TooFewFrames,
@@ -22,7 +23,6 @@ from popdistill.teacher.videopca import (
     videopca_window,
     window_spans,
 )
-from popdistill.masks import hysteresis
 from popdistill.teacher.videopca_ops import (
     background_basis,
     centre_prior,

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from popdistill import cli, tracking
+from popdistill.commands.ui import _check_port, ui_command
 from popdistill.errors import UserError
 from popdistill.selection.stats import selection_summary
 from popdistill.tracking import (
@@ -36,7 +37,6 @@ from popdistill.tracking import (
     table_markdown,
     truncate,
 )
-from popdistill.commands.ui import _check_port, ui_command
 
 LINEAGE = {"store": "RUN/gen1/store", "generation": 1, "threshold": 0.62, "teacher": "videopca"}
 EPOCHS = [(0.9, 0.1), (0.5, 0.3), (0.2, 0.5)]  # (train/loss, val/J) per epoch

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from popdistill.cli import build_parser
+from popdistill.commands.train import build_config
 from popdistill.config import load
 from popdistill.errors import UserError
-from popdistill.commands.train import build_config
 from popdistill.train.config import DEFAULT_STUDENTS, TrainConfig
 from popdistill.train.launcher import concurrent_runs, read_store, run_config, scaling_config
 

@@ -16,7 +16,7 @@ from popdistill.train.config import AugmentConfig, resolve_sizes
 from popdistill.train.ema import make_ema
 from popdistill.train.loop import (
     CHECKPOINT_FILE,
-    LOSSES,
+    create_loss,
     lr_factor,
     restore_checkpoint,
     set_lr,
@@ -49,7 +49,7 @@ def test_validate_epoch_matches_hand_computed_metrics():
     records[3].gt_mask = None  # a frame without ground truth counts for the loss only
     rows = records_to_table(records).to_pydict()
     sums = validate_epoch(
-        _Constant(8), _batches(rows, 4), 32, 8, LOSSES["mse"], torch.device("cpu")
+        _Constant(8), _batches(rows, 4), 32, 8, create_loss("mse"), torch.device("cpu")
     )
     m = validation_metrics(sums)
     # 0.5 binarises to all-foreground: J = P = foreground fraction of each frame.
@@ -74,7 +74,7 @@ def test_train_epoch_counts_and_lowers_the_loss():
     losses = []
     for _ in range(3):
         total, items, steps = train_epoch(
-            model, opt, _batches(rows, 8), sizes, LOSSES["mse"], g, torch.device("cpu")
+            model, opt, _batches(rows, 8), sizes, create_loss("mse"), g, torch.device("cpu")
         )
         assert (items, steps) == (32, 4)
         losses.append(total / items)
@@ -120,7 +120,7 @@ def test_train_epoch_averages_the_weights_after_every_step():
     rows, model, sizes, opt = _unet_on_squares(16, 1e-2)
     ema = make_ema(model, 0.5)
     _, _, steps = train_epoch(
-        model, opt, _batches(rows, 4), sizes, LOSSES["mse"], torch.Generator().manual_seed(0),
+        model, opt, _batches(rows, 4), sizes, create_loss("mse"), torch.Generator().manual_seed(0),
         torch.device("cpu"), ema,
     )
     assert steps == 4 and int(ema.n_averaged) == 4
@@ -193,7 +193,7 @@ def test_train_epoch_stops_when_its_budget_says_so():
         return steps >= 3
 
     total, items, steps = train_epoch(
-        model, opt, _batches(rows, 8), sizes, LOSSES["mse"], g, torch.device("cpu"), stop=stop
+        model, opt, _batches(rows, 8), sizes, create_loss("mse"), g, torch.device("cpu"), stop=stop
     )
     assert (items, steps) == (24, 3) and asked == [1, 2, 3]
 
@@ -217,7 +217,7 @@ def test_bf16_training_on_the_cpu_tracks_fp32():
         rows, model, sizes, opt = _unet_on_squares(32, 1e-3)
         g = torch.Generator().manual_seed(0)
         for _ in range(2):
-            total, items, _ = train_epoch(model, opt, _batches(rows, 8), sizes, LOSSES["mse"], g,
+            total, items, _ = train_epoch(model, opt, _batches(rows, 8), sizes, create_loss("mse"), g,
                                           torch.device("cpu"), precision=precision)
         losses[precision] = total / items
     assert abs(losses["bf16"] - losses["fp32"]) < 0.1 * losses["fp32"], losses

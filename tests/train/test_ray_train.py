@@ -16,8 +16,8 @@ from popdistill.students import load_checkpoint
 from popdistill.train import TrainConfig, train_student
 from popdistill.train.loop import (
     CHECKPOINT_FILE,
-    LOSSES,
     centre_prior_j,
+    create_loss,
     lr_factor,
     validate_epoch,
     validation_metrics,
@@ -103,7 +103,7 @@ def test_one_student_learns_and_checkpoints(ray_session, stores, tmp_path):
     assert payload["step"] == 4 * STEPS_PER_EPOCH and payload["config"]["epoch"] == 3
     assert payload["config"]["train"] == to_dict(cfg) and payload["optimizer"] is not None
     sums = validate_epoch(
-        model, [rows], model.input_size, model.output_size, LOSSES["mse"], torch.device("cpu")
+        model, [rows], model.input_size, model.output_size, create_loss("mse"), torch.device("cpu")
     )
     again = validation_metrics(sums)
     assert np.isclose(again["val_j"], metrics["val_j"]) and np.isclose(

@@ -17,7 +17,7 @@ import numpy as np
 
 from popdistill.data.readers._images import load_label_png
 from popdistill.data.schema import FrameRecord, Skipped
-from popdistill.errors import UserError
+from popdistill.registry import Registry
 
 __all__ = [
     "Reader",
@@ -126,34 +126,23 @@ class Reader:
             yield from self.read_video(ref)
 
 
-_READERS: dict[str, type[Reader]] = {}
+READERS: Registry[type[Reader]] = Registry("reader", "data set format",
+                                           builtin="popdistill.data.readers")
 
 
 def register_reader(name: str):
     """Class decorator adding a reader to the registry under ``name``."""
 
     def deco(cls: type[Reader]) -> type[Reader]:
-        if name in _READERS:
-            raise ValueError(f"reader {name!r} registered twice")
         cls.name = name
-        _READERS[name] = cls
-        return cls
+        return READERS.register(name)(cls)
 
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing the package registers every built-in format.
-    import popdistill.data.readers  # noqa: F401
-
-
-def list_readers() -> list[str]:
-    _load_builtin()
-    return sorted(_READERS)
+def list_readers(pattern: str = "*") -> list[str]:
+    return READERS.names(pattern)
 
 
 def create_reader(name: str, root: str | Path, **options) -> Reader:
-    _load_builtin()
-    if name not in _READERS:
-        raise UserError(f"unknown data set format {name!r}; valid formats: {', '.join(sorted(_READERS))}")
-    return _READERS[name](root, **options)
+    return READERS.get(name)(root, **options)

@@ -8,11 +8,10 @@ B x D sentence vector). Nothing is loaded or downloaded at import time.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import Any
 
-from popdistill.errors import UserError
+from popdistill.registry import Registry
 from popdistill.retrieval.text_encoders.base import TextEncoder, TextFeatures, caption_hash
 from popdistill.retrieval.text_encoders.pretrained import (
     MPNET_PARTS,
@@ -32,27 +31,21 @@ __all__ = [
     "MPNET_PARTS",
 ]
 
-_ENCODERS: dict[str, Callable[..., TextEncoder]] = {}
+TEXT_ENCODERS: Registry[Callable[..., TextEncoder]] = Registry(
+    "text_encoder", "text encoder", builtin=__name__)
 
 
 def register_text_encoder(fn: Callable[..., TextEncoder]) -> Callable[..., TextEncoder]:
     """Decorator: register an encoder factory under its function name."""
-    if fn.__name__ in _ENCODERS:
-        raise ValueError(f"text encoder {fn.__name__!r} registered twice")
-    _ENCODERS[fn.__name__] = fn
-    return fn
+    return TEXT_ENCODERS.register(fn)
 
 
 def list_text_encoders(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _ENCODERS if fnmatch.fnmatchcase(n, pattern))
+    return TEXT_ENCODERS.names(pattern)
 
 
 def create_text_encoder(name: str, **kwargs: Any) -> TextEncoder:
-    if name not in _ENCODERS:
-        raise UserError(
-            f"unknown text encoder {name!r}; valid names: {', '.join(list_text_encoders())}"
-        )
-    return _ENCODERS[name](**kwargs)
+    return TEXT_ENCODERS.create(name, **kwargs)
 
 
 @register_text_encoder
