@@ -18,7 +18,9 @@ import yaml
 
 from popdistill.errors import UserError
 
-__all__ = ["load", "load_yaml", "parse_yaml_file", "to_dict", "choice", "apply_overrides"]
+__all__ = ["load", "load_yaml", "parse_yaml_file", "to_dict", "choice", "job", "section",
+           "job_fields", "settings", "fill", "apply_overrides", "DuplicateKeyError",
+           "safe_load_unique"]
 
 T = TypeVar("T")
 
@@ -26,6 +28,44 @@ T = TypeVar("T")
 def choice(default: Any, choices: list[Any], **kw) -> Any:
     """A dataclass field restricted to ``choices``."""
     return dataclasses.field(default=default, metadata={"choices": list(choices)}, **kw)
+
+
+def job(default: Any = dataclasses.MISSING, *, required: bool = False,
+        default_factory: Any = dataclasses.MISSING) -> Any:
+    """A field of one run of a step (its input store, its output folder, the resources it is
+    given) rather than a setting: the command line or the pipeline fills it in, and a run
+    config's section (:func:`section`) may not set it. ``required``: loading the whole config
+    (not as a section) fails when it is empty."""
+    meta = {"job": True, "required": required}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def section(cls: type) -> Any:
+    """A run config's field holding a library config ``cls`` as settings only: its job fields
+    (:func:`job`) are refused there and filled per step by the pipeline (:func:`fill`)."""
+    return dataclasses.field(default_factory=cls, metadata={"section": True})
+
+
+def job_fields(cls: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("job")}
+
+
+def settings(cfg: Any) -> dict:
+    """A library config as plain values without its job fields (what a run records)."""
+    skip = job_fields(cfg)
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+
+
+def fill(cfg: T, where: str = "", **values: Any) -> T:
+    """``cfg`` (loaded as a section) with its job fields set: a complete config, checked."""
+    unknown = sorted(set(values) - job_fields(cfg))
+    if unknown:
+        raise TypeError(f"{type(cfg).__name__}.{unknown[0]} is not a job field")
+    out = dataclasses.replace(cfg, **values)
+    _check(out, where, section=False)
+    return out
 
 
 def to_dict(cfg: Any) -> dict:
@@ -70,16 +110,49 @@ def parse_yaml_file(path: str | Path, parse):
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load_unique(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from exc
+    except DuplicateKeyError as exc:
+        raise UserError(f"{path}: {exc}") from exc
     try:
         return parse(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from exc
 
 
-def load(cls: type[T], data: Any, where: str = "") -> T:
+class DuplicateKeyError(UserError):
+    """A YAML mapping with the same key twice (YAML itself would keep the last one)."""
+
+
+def safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load``, refusing a mapping that repeats a key: the error names the key's
+    dotted path and both lines (a config with two ``training:`` sections must not run)."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is not None:
+        _check_unique(node, "")
+    return yaml.safe_load(text)
+
+
+def _check_unique(node: yaml.Node, where: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            path = _join(where, str(key))
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(f"duplicate key {path!r} (lines {seen[key]} and {line})")
+            seen[key] = line
+            _check_unique(value_node, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique(item, f"{where}[{i}]")
+
+
+def load(cls: type[T], data: Any, where: str = "", section: bool = False) -> T:
+    """``cls`` from a mapping; ``section``: as a run config's section (job fields refused,
+    required ones not checked)."""
     if dataclasses.is_dataclass(data) and isinstance(data, cls):
         return data
     if not isinstance(data, dict):
@@ -91,10 +164,17 @@ def load(cls: type[T], data: Any, where: str = "") -> T:
         raise UserError(
             f"unknown field {_join(where, unknown[0])!r}; valid fields: {', '.join(sorted(fields))}"
         )
+    if section:
+        owned = sorted(set(data) & job_fields(cls))
+        if owned:
+            raise UserError(f"{_join(where, owned[0])}: set by the pipeline, not in the config")
     kwargs = {}
     for name, value in data.items():
         f = fields[name]
-        kwargs[name] = _convert(hints[name], value, _join(where, name))
+        if f.metadata.get("section"):
+            kwargs[name] = load(hints[name], value, _join(where, name), section=True)
+        else:
+            kwargs[name] = _convert(hints[name], value, _join(where, name))
         choices = f.metadata.get("choices")
         if choices is not None and kwargs[name] not in choices:
             raise UserError(
@@ -104,13 +184,22 @@ def load(cls: type[T], data: Any, where: str = "") -> T:
         obj = cls(**kwargs)
     except TypeError as exc:
         raise UserError(f"{where or 'config'}: {exc}") from exc
+    _check(obj, where, section)
+    return obj
+
+
+def _check(obj: Any, where: str, section: bool) -> None:
+    """Required job fields (unless a section), then the config's own ``validate()``."""
+    if not section:
+        for f in dataclasses.fields(obj):
+            if f.metadata.get("required") and getattr(obj, f.name) in ("", None, [], {}):
+                raise UserError(f"{_join(where, f.name)}: required")
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
             validate()
         except UserError as exc:
             raise UserError(f"{where or 'config'}: {exc}") from exc
-    return obj
 
 
 def _join(where: str, name: str) -> str:

@@ -4,7 +4,7 @@ Every config loads and builds its students. ``benchmarks/gpu_population.py`` wit
 runs ``popdistill run configs/experiments/gpu_population.yaml`` at tiny sizes (both
 generations of the five architectures, EvalSeg-Net selecting generation 2; slow suite); the
 analysis scripts then read its run directory and must agree with the run's own table. The
-quality floor of the main path is in tests/test_generations.py.
+quality floor of the main path is in tests/pipeline/test_loop.py.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_generations import tiny_config
+from tests.pipeline.test_loop import tiny_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ KINDS = [
     ("popdistill.students.multinet", "ensemble", "geomean"),
     ("popdistill.selection.rescore", "scorer", "agreement"),
     ("popdistill.selection.labels", "label_rule", "multinet"),
-    ("popdistill.train.loop", "loss", "bce"),
-    ("popdistill.train.loop", "lr_schedule", "cosine"),
+    ("popdistill.train.losses", "loss", "bce"),
+    ("popdistill.train.losses", "lr_schedule", "cosine"),
 ]
 
 
@@ -44,7 +44,7 @@ def test_option_names_known_without_torch_match_their_registries():
     from popdistill.selection.labels import list_label_rules
     from popdistill.selection.rescore import list_scorers
     from popdistill.students.multinet import list_ensembles
-    from popdistill.train.loop import list_losses, list_lr_schedules
+    from popdistill.train.losses import list_losses, list_lr_schedules
 
     for names, listed in ((choices.ENSEMBLES, list_ensembles()), (choices.SCORERS, list_scorers()),
                           (choices.LABEL_RULES, list_label_rules()), (choices.LOSSES, list_losses()),

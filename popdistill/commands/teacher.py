@@ -23,6 +23,9 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with the teacher config (fields of TeacherConfig); flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any field of the config (dotted, VALUE read as YAML), after the "
+                        "file and the flags; e.g. --set videopca.k=5 --set read_cpus=0.5 (repeatable)")
     p.add_argument("--data", help="data set folder (or video folder)")
     p.add_argument("--format", help="data set format (see `popdistill evaluate --help`); default davis")
     p.add_argument("--out", help="run directory (local path or s3://, gs:// URI)")
@@ -62,7 +65,9 @@ def build_config(args: argparse.Namespace):
         base["reader_options"][key] = value
     if args.no_evaluate:
         base["evaluate"] = False
-    return load(TeacherConfig, base)
+    from popdistill.config import apply_overrides
+
+    return load(TeacherConfig, apply_overrides(base, args.set))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -35,6 +35,9 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with a PopulationConfig; flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any field of the config (dotted, VALUE read as YAML), after the "
+                        "file and the flags; e.g. --set train.max_seconds=60 --set train.augment.flip=false (repeatable)")
     p.add_argument("--store", help="pseudo-label store to train on (e.g. RUN_DIR/teacher/selected)")
     p.add_argument("--val-store", help="store to validate on; its ground truth gives P and J")
     p.add_argument(
@@ -79,9 +82,8 @@ def build_config(args: argparse.Namespace):
     """The PopulationConfig from --config and the flags (validated once, here)."""
     from pathlib import Path
 
-    import yaml
-
-    from popdistill.config import load
+    from popdistill.choices import use_gpu
+    from popdistill.config import apply_overrides, load, safe_load_unique
     from popdistill.errors import UserError
     from popdistill.train.config import PopulationConfig
 
@@ -90,7 +92,10 @@ def build_config(args: argparse.Namespace):
         path = Path(args.config)
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = safe_load_unique(path.read_text()) or {}
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from exc
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping with train / students / models")
     train = dict(data.get("train") or {})
@@ -109,7 +114,7 @@ def build_config(args: argparse.Namespace):
     }
     train.update({k: v for k, v in flags.items() if v is not None})
     if args.gpu is not None:
-        train["use_gpu"] = {"auto": None, "yes": True, "no": False}[args.gpu]
+        train["use_gpu"] = use_gpu(args.gpu)
     if args.fresh:
         train["resume"] = False
     data["train"] = train
@@ -118,7 +123,7 @@ def build_config(args: argparse.Namespace):
     if args.students:
         data["students"] = [s.strip() for s in args.students.split(",") if s.strip()]
     try:
-        return load(PopulationConfig, data)
+        return load(PopulationConfig, apply_overrides(data, args.set))
     except UserError as exc:
         raise UserError(f"{args.config}: {exc}" if args.config else str(exc)) from exc
 

@@ -5,9 +5,11 @@ Sections: ``data`` (training videos), ``later_data`` (optional: the unlabeled vi
 ``teacher`` (fields of :class:`~popdistill.teacher.pipeline.TeacherConfig`), ``selection``,
 ``students``, ``training`` (fields of :class:`~popdistill.train.TrainConfig`), ``evalseg``
 (fields of :class:`~popdistill.train.evalseg.EvalSegTrainConfig`), ``generations``,
-``tracking`` and ``resources``. The library sections are checked by loading the library's own
-dataclass (with the fields the pipeline fills in left out), so a wrong field fails at once with
-its dotted name (``training.epochs``) and the valid choices.
+``tracking`` and ``resources``. ``teacher``, ``training``, ``evalseg`` and ``evaluation`` are the
+library's own dataclasses, loaded once as sections (:func:`popdistill.config.section`): a wrong
+field fails at once with its dotted name (``training.epochs``) and the valid choices, and a
+field the pipeline fills in per step (a job field: stores, folders, the resources of
+``resources``) is refused there. Each option's default is the library dataclass's.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from popdistill.choices import ENSEMBLES, GPU_MODES, LABEL_RULES, SCORERS
-from popdistill.config import choice, load
+from popdistill.choices import ENSEMBLES, GPU_MODES, LABEL_RULES, SCORERS, use_gpu
+from popdistill.config import choice, fill, load, section, settings
 from popdistill.errors import UserError
+from popdistill.evaluate.metrics import EvalConfig
+from popdistill.teacher.pipeline import TeacherConfig
 from popdistill.tracking.client import TrackingConfig
+from popdistill.train.config import TrainConfig
+from popdistill.train.evalseg import EvalSegTrainConfig
 
 __all__ = [
     "DataConfig",
@@ -28,19 +34,9 @@ __all__ = [
     "StudentsConfig",
     "ResourcesConfig",
     "RunConfig",
-    "PIPELINE_FIELDS",
     "load_run_config",
     "parse_run_config",
 ]
-
-# Fields of the library configs that the pipeline fills in itself (per step / generation).
-PIPELINE_FIELDS = {
-    "teacher": {"data", "format", "out", "reader_options", "generation", "evaluate", "select_top",
-                "select_strata"},
-    "training": {"store", "val_store", "out", "student", "name", "model", "use_gpu",
-                 "cpus_per_worker", "gpus_per_worker", "fault_epoch", "fault_marker"},
-    "evalseg": {"store", "students", "out", "ensemble", "gpu"},
-}
 
 
 @dataclass
@@ -169,11 +165,11 @@ class ResourcesConfig:
 
     address: str | None = None
     num_cpus: int | None = None
-    actors: int = 2
-    cpus_per_worker: float = 0.9
-    actor_cpus: float = 0.9
-    gpu: str = choice("auto", GPU_MODES)
-    gpus_per_worker: float = 1.0
+    actors: int = TeacherConfig.actors  # the teacher's and the students' inference actors
+    cpus_per_worker: float = TrainConfig.cpus_per_worker
+    actor_cpus: float = TeacherConfig.actor_cpus
+    gpu: str = choice(GPU_MODES[0], GPU_MODES)
+    gpus_per_worker: float = TrainConfig.gpus_per_worker
     gpus_per_actor: float = 0.25
 
     def validate(self) -> None:
@@ -200,12 +196,12 @@ class RunConfig:
     out: str = "runs/run"
     name: str | None = None  # the MLflow parent run's name; default: the run directory's name
     generations: int = 2
-    teacher: dict[str, Any] = field(default_factory=dict)
+    teacher: TeacherConfig = section(TeacherConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     students: StudentsConfig = field(default_factory=StudentsConfig)
-    training: dict[str, Any] = field(default_factory=dict)
-    evalseg: dict[str, Any] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields
+    training: TrainConfig = section(TrainConfig)
+    evalseg: EvalSegTrainConfig = section(EvalSegTrainConfig)
+    evaluation: EvalConfig = section(EvalConfig)
     grid_frames: int = 6  # frames in each mask-grid PNG
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -232,41 +228,28 @@ class RunConfig:
 
     # -- the library configs of each step ----------------------------------------------------
     def use_gpu(self) -> bool | None:
-        return {"auto": None, "yes": True, "no": False}[self.resources.gpu]
+        return use_gpu(self.resources.gpu)
 
-    def teacher_config(self, data: DataConfig, out: str, generation: int = 1):
-        from popdistill.teacher.pipeline import TeacherConfig
+    def teacher_config(self, data: DataConfig, out: str, generation: int = 1) -> TeacherConfig:
+        return fill(self.teacher, "teacher", data=data.path, format=data.format, out=out,
+                    reader_options=data.reader_options, generation=generation,
+                    select_top=self.selection.top, select_strata=self.selection.strata,
+                    evaluate=True, actors=self.resources.actors,
+                    actor_cpus=self.resources.actor_cpus)
 
-        values = {**self.teacher, "data": data.path, "format": data.format, "out": out,
-                  "reader_options": data.reader_options, "generation": generation,
-                  "select_top": self.selection.top, "select_strata": self.selection.strata,
-                  "evaluate": True}
-        values.setdefault("actors", self.resources.actors)
-        return load(TeacherConfig, values, "teacher")
+    def train_configs(self, store: str, val_store: str | None, out: str) -> list[TrainConfig]:
+        train = fill(self.training, "training", store=store, val_store=val_store, out=out,
+                     use_gpu=self.use_gpu(), cpus_per_worker=self.resources.cpus_per_worker,
+                     gpus_per_worker=self.resources.gpus_per_worker)
+        return [fill(train, "training", student=s, name=s, model=self.students.models.get(s, {}))
+                for s in self.students.names]
 
-    def train_configs(self, store: str, val_store: str | None, out: str) -> list:
-        from popdistill.train.config import PopulationConfig, TrainConfig
+    def evalseg_config(self, store: str, students: list[str], out: str) -> EvalSegTrainConfig:
+        return fill(self.evalseg, "evalseg", store=store, students=students, out=out,
+                    ensemble=self.selection.ensemble, gpu=self.resources.gpu)
 
-        train = load(TrainConfig, {**self.training, "store": store, "val_store": val_store,
-                                   "out": out, "use_gpu": self.use_gpu(),
-                                   "cpus_per_worker": self.resources.cpus_per_worker,
-                                   "gpus_per_worker": self.resources.gpus_per_worker}, "training")
-        pop = load(PopulationConfig, {"train": train, "students": list(self.students.names),
-                                      "models": self.students.models}, "students")
-        return pop.configs()
-
-    def evalseg_config(self, store: str, students: list[str], out: str):
-        from popdistill.train.evalseg import EvalSegTrainConfig
-
-        return load(EvalSegTrainConfig, {**self.evalseg, "store": store, "students": students,
-                                          "out": out, "ensemble": self.selection.ensemble,
-                                          "gpu": self.resources.gpu},
-                    "evalseg")
-
-    def eval_config(self):
-        from popdistill.evaluate.metrics import EvalConfig
-
-        return load(EvalConfig, self.evaluation, "evaluation")
+    def eval_config(self) -> EvalConfig:
+        return self.evaluation
 
     def predict_config(self, checkpoint: str, data: DataConfig, out: str, generation: int):
         from popdistill.inference.predict import PredictConfig
@@ -281,41 +264,21 @@ class RunConfig:
             "reader_options": data.reader_options, "generation": generation,
             "actors": self.resources.actors, "actor_cpus": self.resources.actor_cpus,
             "actor_gpus": self.resources.gpus_per_actor if gpu else 0.0, "torch_threads": 1,
-            "chunk_frames": int(self.teacher.get("chunk_frames", 128)),
-            "precision": self.training.get("precision", "auto"),
+            "chunk_frames": self.teacher.chunk_frames, "precision": self.training.precision,
         })
 
 
-def _check_section(cfg: RunConfig, section: str) -> None:
-    values = getattr(cfg, section)
-    owned = sorted(PIPELINE_FIELDS.get(section, set()) & set(values))
-    if owned:
-        raise UserError(f"{section}.{owned[0]}: set by the pipeline, not in the config")
-
-
 def parse_run_config(data: Any, out: str | None = None) -> RunConfig:
-    """A validated RunConfig from plain values (``out`` overrides ``data["out"]``).
-
-    Every step's library config is built once here with placeholder paths, so a bad field in
-    ``teacher``, ``training``, ``evalseg`` or ``evaluation`` fails before any work starts.
-    """
+    """A validated RunConfig from plain values (``out`` overrides ``data["out"]``)."""
     if not isinstance(data, dict):
         raise UserError(f"config: expected a mapping, got {type(data).__name__}")
     data = dict(data)
     if out is not None:
         data["out"] = out
-    for section in ("data", "eval"):
-        if section not in data:
-            raise UserError(f"{section}: required (path, format, ...)")
-    cfg = load(RunConfig, data)
-    for section in ("teacher", "training", "evalseg"):
-        _check_section(cfg, section)
-    placeholder = DataConfig(path="-")
-    cfg.teacher_config(placeholder, "-")
-    cfg.train_configs("-", None, "-")
-    cfg.evalseg_config("-", ["-"], "-")
-    cfg.eval_config()
-    return cfg
+    for name in ("data", "eval"):
+        if name not in data:
+            raise UserError(f"{name}: required (path, format, ...)")
+    return load(RunConfig, data)
 
 
 def load_run_config(path: str | Path, out: str | None = None,
@@ -330,8 +293,15 @@ def load_run_config(path: str | Path, out: str | None = None,
 
 
 def resolved(cfg: RunConfig) -> dict[str, Any]:
-    """The config as plain values (MLflow params, report.json, the manifest)."""
-    return dataclasses.asdict(cfg)
+    """The config as plain values (MLflow params, report.json, the manifest); the library
+    sections without their job fields."""
+    out = dataclasses.asdict(cfg)
+    for name in SECTIONS:
+        out[name] = settings(getattr(cfg, name))
+    return out
+
+
+SECTIONS = ("teacher", "training", "evalseg", "evaluation")
 
 
 def section_defaults() -> dict[str, dict[str, Any]]:
@@ -339,4 +309,5 @@ def section_defaults() -> dict[str, dict[str, Any]]:
     written before a field existed is taken to have used (:meth:`Manifest.bind_config`)."""
     made = {f.name: f.default_factory() for f in dataclasses.fields(RunConfig)
             if f.default_factory is not dataclasses.MISSING}
-    return {name: dataclasses.asdict(value) for name, value in made.items() if dataclasses.is_dataclass(value)}
+    return {name: settings(value) if name in SECTIONS else dataclasses.asdict(value)
+            for name, value in made.items() if dataclasses.is_dataclass(value)}

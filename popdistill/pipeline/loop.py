@@ -145,7 +145,7 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
     scored = rescore_predictions(stores, evalseg, root / "scored", k, log=run.log,
                                  scorer=sel.scorer, ensemble=sel.ensemble,
                                  support=sel.support, labels=sel.labels, gpu=run.cfg.resources.gpu,
-                                 precision=run.cfg.evalseg.get("precision", "auto"))
+                                 precision=run.cfg.evalseg.precision)
     chosen = select_scored(root / "scored", root / "selected", scored["scores"], sel.top,
                            sel.threshold, scored["densities"], sel.strata)
     threshold, kept = chosen.threshold, chosen.kept

@@ -38,14 +38,17 @@ class Manifest:
         """Record the run's config; a resumed run must use the same one (up to where and how
         it runs: ``out``, ``resources``, ``tracking``). ``added``: section -> field -> default
         of fields that a run recorded by an earlier version may lack; such a field, at its
-        default now, is no change (a run started before an upgrade resumes after it)."""
+        default now, is no change, and neither is a field the section no longer has (a run
+        started before an upgrade resumes after it)."""
+        # as JSON reads it back (tuples are lists there)
+        config = json.loads(json.dumps(config, default=str))
         key = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
         before = self.data.get("config")
         if before is not None:
             old = {k: v for k, v in before.items() if k not in RESUMABLE_CHANGES}
             for section, fields in (added or {}).items():
-                if isinstance(old.get(section), dict):
-                    old[section] = {**fields, **old[section]}
+                if isinstance(old.get(section), dict) and isinstance(key.get(section), dict):
+                    old[section] = _known(_with_defaults(old[section], fields), key[section])
             changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
             if changed:
                 raise UserError(
@@ -104,3 +107,17 @@ class Manifest:
 
     def seconds(self) -> dict[str, float]:
         return {name: s["seconds"] for name, s in self.steps.items()}
+
+
+def _with_defaults(recorded: dict, defaults: dict) -> dict:
+    """``recorded`` with the ``defaults`` it lacks, nested sections too."""
+    out = dict(defaults)
+    for k, v in recorded.items():
+        out[k] = _with_defaults(v, out[k]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _known(recorded: dict, now: dict) -> dict:
+    """``recorded`` without the fields a section no longer has (moved to ``resources``, which a
+    resumed run may change)."""
+    return {k: v for k, v in recorded.items() if k in now}

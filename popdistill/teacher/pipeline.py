@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from popdistill.config import job
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
 from popdistill.inference.stream import MaskActor, stream_masks
@@ -26,27 +27,23 @@ __all__ = ["TeacherConfig", "VideoPCAActor", "run_teacher", "teacher_paths"]
 class TeacherConfig:
     """One teacher run. ``out`` is the run directory (local path or pyarrow URI)."""
 
-    data: str = ""
-    format: str = "davis"
-    out: str = ""
-    reader_options: dict[str, Any] = field(default_factory=dict)
+    data: str = job("", required=True)
+    format: str = job("davis")
+    out: str = job("", required=True)
+    reader_options: dict[str, Any] = job(default_factory=dict)
     videopca: VideoPCAConfig = field(default_factory=VideoPCAConfig)
-    select_top: float = 0.1
-    select_strata: int = 1
+    select_top: float = job(0.1)
+    select_strata: int = job(1)
     chunk_frames: int = 128
-    actors: int = 2
-    actor_cpus: float = 0.5
+    actors: int = job(2)
+    actor_cpus: float = job(0.5)
     read_cpus: float = 0.25
     torch_threads: int = 1
     export_png: str | None = None
-    generation: int = 1
-    evaluate: bool = True
+    generation: int = job(1)
+    evaluate: bool = job(True)
 
     def validate(self) -> None:
-        if not self.data:
-            raise UserError("data: the data set folder is required")
-        if not self.out:
-            raise UserError("out: the run directory is required")
         if not 0.0 < self.select_top <= 1.0:
             raise UserError(f"select_top: {self.select_top} is not in (0, 1]")
         if not isinstance(self.select_strata, int) or self.select_strata < 1:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from popdistill.choices import LOSSES, LR_SCHEDULES, PRECISIONS
-from popdistill.config import choice
+from popdistill.config import choice, job
 from popdistill.errors import UserError
 from popdistill.train.ema import validate_decay
 
@@ -102,12 +102,12 @@ class TrainConfig:
     latest checkpoint unless ``resume`` is false.
     """
 
-    store: str = ""
-    val_store: str | None = None
-    out: str = ""
-    student: str = "lowres"
-    model: dict[str, Any] = field(default_factory=dict)  # create_student keyword overrides
-    name: str | None = None  # run name; default: the student name
+    store: str = job("", required=True)
+    val_store: str | None = job(None)
+    out: str = job("", required=True)
+    student: str = job("lowres")
+    model: dict[str, Any] = job(default_factory=dict)  # create_student keyword overrides
+    name: str | None = job(None)  # run name; default: the student name
     epochs: int = 20
     # Budgets besides ``epochs``: training ends at whichever comes first (None: no such limit);
     # the epoch in which a budget runs out ends there, and is the last one checkpointed.
@@ -134,9 +134,9 @@ class TrainConfig:
     # Scaling: per-worker CPUs (0.9 lets two runs share a 2-CPU machine with their drivers),
     # CPUs of each population trial's driver, CPUs of each Ray Data read task.
     num_workers: int = 1
-    use_gpu: bool | None = None  # None: use GPUs when the cluster has them
-    gpus_per_worker: float = 1.0  # < 1 lets several students share one GPU
-    cpus_per_worker: float = 0.9
+    use_gpu: bool | None = job(None)  # None: use GPUs when the cluster has them
+    gpus_per_worker: float = job(1.0)  # < 1 lets several students share one GPU
+    cpus_per_worker: float = job(0.9)
     driver_cpus: float = 0.01
     data_cpus: float = 0.05
     torch_threads: int = 1  # per CPU worker
@@ -150,18 +150,14 @@ class TrainConfig:
     resume: bool = True
     # Fault injection for tests: the worker exits at the start of ``fault_epoch`` once, when
     # the file ``fault_marker`` does not exist yet (it is created first).
-    fault_epoch: int | None = None
-    fault_marker: str = ""
+    fault_epoch: int | None = job(None)
+    fault_marker: str = job("")
 
     @property
     def run_name(self) -> str:
         return self.name or self.student
 
     def validate(self) -> None:
-        if not self.store:
-            raise UserError("store: the pseudo-label store is required")
-        if not self.out:
-            raise UserError("out: the run directory is required")
         if self.epochs < 1:
             raise UserError(f"epochs: must be >= 1, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from popdistill.choices import ENSEMBLES, GPU_MODES, PRECISIONS
-from popdistill.config import choice
+from popdistill.config import choice, job
 from popdistill.errors import UserError
 from popdistill.students.base import resize_to
 from popdistill.students.device import autocast, local_device, resolve_precision
@@ -53,9 +53,9 @@ class EvalSegTrainConfig:
     (the model goes to ``out/evalseg/<model>.pt``); ``ensemble``: the Multi-Net mask of the
     target (:func:`evalseg_targets`)."""
 
-    store: str = ""
-    students: list[str] = field(default_factory=list)
-    out: str = ""
+    store: str = job("", required=True)
+    students: list[str] = job(default_factory=list, required=True)
+    out: str = job("", required=True)
     model: str = "evalseg"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
@@ -65,19 +65,16 @@ class EvalSegTrainConfig:
     max_frames: int = 5000  # frames used, spread evenly over all of the store's videos
     read_batch: int = 64
     torch_threads: int = 1
-    ensemble: str = choice(ENSEMBLES[0], ENSEMBLES)
+    ensemble: str = job(ENSEMBLES[0])  # selection.ensemble in a run
     # the students' masks and EvalSeg-Net's training run on CUDA when ``gpu`` allows it
     # (resources.gpu), at ``precision`` (popdistill.students.device)
-    gpu: str = choice("auto", GPU_MODES)
+    gpu: str = job(GPU_MODES[0])  # resources.gpu in a run
     precision: str = choice("auto", PRECISIONS)
 
     def validate(self) -> None:
-        if not self.store:
-            raise UserError("store: the frame store is required")
-        if not self.students:
-            raise UserError("students: at least one student checkpoint is needed")
-        if not self.out:
-            raise UserError("out: the run directory is required")
+        if self.ensemble not in ENSEMBLES or self.gpu not in GPU_MODES:
+            raise UserError(f"ensemble, gpu: {self.ensemble!r}, {self.gpu!r} not in "
+                            f"{ENSEMBLES}, {GPU_MODES}")
         if self.epochs < 1 or self.batch_size < 1 or self.max_frames < 1:
             raise UserError("epochs, batch_size, max_frames: must be >= 1")
 

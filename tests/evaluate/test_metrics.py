@@ -9,7 +9,7 @@ import pytest
 
 from popdistill.errors import UserError
 from popdistill.evaluate import metrics as M
-from popdistill.evaluate.baselines import centre_prior, full_mask, create_baseline, list_baselines
+from popdistill.evaluate.baselines import centre_prior, create_baseline, full_mask, list_baselines
 
 # gt: top-left 2x2 block. soft uses multiples of 1/5 so the 8-bit quantisation is exact.
 GT = np.zeros((4, 4), bool)

@@ -126,3 +126,15 @@ def test_concurrent_runs_fit_the_cluster():
         "CPU": 0.9,
         "GPU": 0.2,
     }
+
+
+def test_set_reaches_any_field_and_a_repeated_key_is_refused(tmp_path):
+    cfg = build_config(_args("--store", "b", "--out", "o", "--set", "train.max_seconds=60",
+                             "--set", "train.augment.flip=false"))
+    assert cfg.train.max_seconds == 60.0 and cfg.train.augment.flip is False
+    with pytest.raises(UserError, match="train.max_second"):
+        build_config(_args("--store", "b", "--out", "o", "--set", "train.max_second=60"))
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  epochs: 2\ntrain:\n  epochs: 3\n")
+    with pytest.raises(UserError, match=r"twice.yaml: duplicate key 'train' \(lines 1 and 3\)"):
+        build_config(_args("--config", str(path), "--store", "b", "--out", "o"))

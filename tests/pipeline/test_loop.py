@@ -36,7 +36,7 @@ def tiny_config(root: Path, out: Path) -> dict:
                  "world": {"preset": "medium", "videos": 4, "frames": 12, "size": 64, "seed": 1}},
         "eval": {"path": str(root / "world-eval"),
                  "world": {"preset": "medium", "videos": 2, "frames": 12, "size": 64, "seed": 2}},
-        "teacher": {"chunk_frames": 12, "actor_cpus": 0.5,
+        "teacher": {"chunk_frames": 12,
                     "videopca": {"size": 64, "window": 12, "min_window": 4}},
         # generation 1's VideoPCA masks compete at generation 2: students trained for 3 steps
         # may output no pixel >= 0.5 anywhere, and a selection of only empty masks stops the run

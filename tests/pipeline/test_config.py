@@ -20,7 +20,7 @@ from popdistill.selection.rescore import best_per_frame
 from popdistill.storage import RunPath
 from popdistill.students.multinet import multinet_mask
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = {
     "out": "runs/x",
@@ -278,3 +278,27 @@ def test_multinet_is_scored_at_the_threshold_to_the_power_of_its_members():
     # one dissenting student still vetoes: 0.8^4 * 0.01 -> 0.32 < 0.5
     vetoed = multinet_mask([*parts[:4], np.full((2, 2), 0.01, np.float32)], (2, 2), "geomean")
     assert float(vetoed.max()) < 0.5
+
+
+def test_a_repeated_key_is_refused_with_its_dotted_name(tmp_path):
+    text = yaml.safe_dump({**BASE, "out": str(tmp_path / "run")})
+    path = tmp_path / "twice.yaml"
+    path.write_text(text + "training:\n  epochs: 3\n")  # a second `training:` section
+    with pytest.raises(UserError, match=r"twice.yaml: duplicate key 'training' \(lines \d+ and \d+\)"):
+        load_run_config(path)
+    assert "\neval:\n  format: davis\n" in text
+    path.write_text(text.replace("\neval:\n", "\neval:\n  format: davis\n", 1))
+    with pytest.raises(UserError, match="duplicate key 'eval.format'"):
+        load_run_config(path)
+
+
+def test_a_section_is_its_library_config_and_refuses_job_fields():
+    from popdistill.train.config import TrainConfig
+
+    cfg = parse_run_config(with_("training.epochs", 7))
+    assert isinstance(cfg.training, TrainConfig) and cfg.training.epochs == 7
+    assert cfg.training.store == "" and cfg.train_configs("s", None, "o")[0].store == "s"
+    with pytest.raises(UserError, match="training.store: set by the pipeline, not in the config"):
+        parse_run_config(with_("training.store", "elsewhere"))
+    with pytest.raises(UserError, match="teacher.actors: set by the pipeline"):
+        parse_run_config(with_("teacher.actors", 4))
