@@ -180,7 +180,8 @@ def ray_train_overhead(args: argparse.Namespace) -> dict:
 
 
 def videopca_seconds_per_frame(frames: int, size: int, repeats: int) -> float:
-    from popdistill.teacher.videopca import VideoPCA, VideoPCAConfig
+    from popdistill.teacher.config import VideoPCAConfig
+    from popdistill.teacher.videopca import VideoPCA
 
     spec = importlib.util.spec_from_file_location("bench_videopca", Path(__file__).with_name("videopca.py"))
     module = importlib.util.module_from_spec(spec)

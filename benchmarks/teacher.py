@@ -82,7 +82,8 @@ def bench_videopca(world: Path) -> dict:
     import torch
 
     from popdistill.data.readers import create_reader
-    from popdistill.teacher.videopca import VideoPCA, VideoPCAConfig
+    from popdistill.teacher.config import VideoPCAConfig
+    from popdistill.teacher.videopca import VideoPCA
 
     torch.set_num_threads(1)
     reader = create_reader("davis", world)
@@ -166,7 +167,8 @@ class PeakMemory:
 def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bool,
                    selection: bool = False) -> dict:
     from popdistill.config import load
-    from popdistill.teacher.pipeline import TeacherConfig, run_teacher
+    from popdistill.teacher.config import TeacherConfig
+    from popdistill.teacher.pipeline import run_teacher
 
     out = work / f"run-a{actors}-x{repeat}"
     shutil.rmtree(out, ignore_errors=True)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from popdistill.teacher.videopca import VideoPCAConfig, videopca_video
+from popdistill.teacher.config import VideoPCAConfig
+from popdistill.teacher.videopca import videopca_video
 
 
 def synthetic_video(frames: int, size: int, seed: int = 0) -> np.ndarray:

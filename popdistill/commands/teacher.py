@@ -22,22 +22,26 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from popdistill.teacher.config import TeacherConfig as T
+    from popdistill.teacher.config import VideoPCAConfig as V
+
     p.add_argument("--config", help="YAML file with the teacher config (fields of TeacherConfig); flags override it")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set any field of the config (dotted, VALUE read as YAML), after the "
                         "file and the flags; e.g. --set videopca.k=5 --set read_cpus=0.5 (repeatable)")
     p.add_argument("--data", help="data set folder (or video folder)")
-    p.add_argument("--format", help="data set format (see `popdistill evaluate --help`); default davis")
+    p.add_argument("--format", help=f"data set format (see `popdistill evaluate --help`); default {T.format}")
     p.add_argument("--out", help="run directory (local path or s3://, gs:// URI)")
-    p.add_argument("--select-top", type=float, help="fraction of frames to keep, by score (default 0.1)")
+    p.add_argument("--select-top", type=float, help=f"fraction of frames to keep, by score (default {T.select_top})")
     p.add_argument("--select-strata", type=int, metavar="K",
                    help="keep that fraction within each of K equal-count strata of the frames' edge "
-                        "density, so cluttered backgrounds are covered too (default 1: corpus-wide)")
+                        f"density, so cluttered backgrounds are covered too (default {T.select_strata}: "
+                        "corpus-wide)")
     p.add_argument("--export-png", metavar="DIR", help="also write every soft mask as an 8-bit PNG: DIR/<video>/<frame>.png")
-    p.add_argument("--actors", type=int, help="VideoPCA actors (default 2)")
-    p.add_argument("--chunk-frames", type=int, help="frames per unit of work (default 128)")
-    p.add_argument("--size", type=int, help="VideoPCA working size in pixels (default 128)")
-    p.add_argument("--window", type=int, help="VideoPCA window length in frames")
+    p.add_argument("--actors", type=int, help=f"VideoPCA actors (default {T.actors})")
+    p.add_argument("--chunk-frames", type=int, help=f"frames per unit of work (default {T.chunk_frames})")
+    p.add_argument("--size", type=int, help=f"VideoPCA working size in pixels (default {V.size})")
+    p.add_argument("--window", type=int, help=f"VideoPCA window length in frames (default {V.window})")
     p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option passed to the reader, e.g. resolution=480p (repeatable)")
     p.add_argument("--no-evaluate", action="store_true", help="skip scoring against ground truth")
@@ -47,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace):
     from popdistill.config import load, load_yaml, to_dict
     from popdistill.errors import UserError
-    from popdistill.teacher.pipeline import TeacherConfig
+    from popdistill.teacher.config import TeacherConfig
 
     base = to_dict(load_yaml(TeacherConfig, args.config)) if args.config else to_dict(TeacherConfig())
     flags = {"data": args.data, "format": args.format, "out": args.out, "select_top": args.select_top,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from popdistill.choices import LOSSES
+from popdistill.choices import GPU_MODES, LOSSES, LR_SCHEDULES
 
 HELP = "train the student population (one Ray Train run per student, run concurrently)"
 DESCRIPTION = """\
@@ -34,6 +34,8 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from popdistill.train.config import TrainConfig as T
+
     p.add_argument("--config", help="YAML file with a PopulationConfig; flags override it")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set any field of the config (dotted, VALUE read as YAML), after the "
@@ -44,28 +46,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--students", help="comma-separated student names (default: the five of the thesis)"
     )
     p.add_argument("--out", help="run directory (local path or s3://, gs:// URI)")
-    p.add_argument("--epochs", type=int, help="epochs per student (default 20)")
+    p.add_argument("--epochs", type=int, help=f"epochs per student (default {T.epochs})")
     p.add_argument(
         "--batch-size", type=int, help="batch size (default: 32 LowRes-style, 16 others)"
     )
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {T.lr:g})")
     p.add_argument(
         "--lr-schedule",
-        choices=["constant", "cosine"],  # TrainConfig validates (not imported here: it loads torch)
-        help="constant (default) or cosine: annealed towards zero over the epochs",
+        choices=LR_SCHEDULES,
+        help=f"constant or cosine: annealed towards zero over the epochs (default {T.lr_schedule})",
     )
     p.add_argument(
         "--ema-decay",
         type=float,
         help="keep a moving average of the weights with this decay and use it as the student "
-        "(0: off, the default; e.g. 0.995 averages about the last 200 steps)",
+        f"(0: off; e.g. 0.995 averages about the last 200 steps; default {T.ema_decay:g})",
     )
-    p.add_argument("--loss", choices=LOSSES, help="loss to the teacher mask (default mse)")
-    p.add_argument("--workers", type=int, help="Ray Train workers per student (default 1)")
-    p.add_argument("--cpus-per-worker", type=float, help="CPUs per training worker (default 0.9)")
+    p.add_argument("--loss", choices=LOSSES, help=f"loss to the teacher mask (default {T.loss})")
+    p.add_argument("--workers", type=int, help=f"Ray Train workers per student (default {T.num_workers})")
+    p.add_argument("--cpus-per-worker", type=float, help=f"CPUs per training worker (default {T.cpus_per_worker})")
     p.add_argument(
         "--gpu",
-        choices=["auto", "yes", "no"],
+        choices=GPU_MODES,
         default=None,
         help="one GPU per worker: auto (when the cluster has GPUs), yes, no",
     )

@@ -23,7 +23,7 @@ from popdistill.choices import ENSEMBLES, GPU_MODES, LABEL_RULES, SCORERS, use_g
 from popdistill.config import choice, fill, load, section, settings
 from popdistill.errors import UserError
 from popdistill.evaluate.metrics import EvalConfig
-from popdistill.teacher.pipeline import TeacherConfig
+from popdistill.teacher.config import TeacherConfig
 from popdistill.tracking.client import TrackingConfig
 from popdistill.train.config import TrainConfig
 from popdistill.train.evalseg import EvalSegTrainConfig

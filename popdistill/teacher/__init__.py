@@ -9,7 +9,8 @@ import importlib
 _EXPORTS = {
     "TooFewFrames": "videopca",
     "VideoPCA": "videopca",
-    "VideoPCAConfig": "videopca",
+    "VideoPCAConfig": "config",
+    "TeacherConfig": "config",
     "iter_videopca": "videopca",
     "videopca_video": "videopca",
     "videopca_window": "videopca",

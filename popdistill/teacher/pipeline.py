@@ -8,50 +8,14 @@ and per-frame scalars reach the driver, so memory is flat whatever the corpus si
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
-from popdistill.config import job
 from popdistill.data.schema import FrameRecord
-from popdistill.errors import UserError
 from popdistill.inference.stream import MaskActor, stream_masks
 from popdistill.storage import RunPath
-from popdistill.teacher.videopca import VideoPCAConfig
+from popdistill.teacher.config import TeacherConfig, VideoPCAConfig
 
-__all__ = ["TeacherConfig", "VideoPCAActor", "run_teacher", "teacher_paths"]
-
-
-@dataclass
-class TeacherConfig:
-    """One teacher run. ``out`` is the run directory (local path or pyarrow URI)."""
-
-    data: str = job("", required=True)
-    format: str = job("davis")
-    out: str = job("", required=True)
-    reader_options: dict[str, Any] = job(default_factory=dict)
-    videopca: VideoPCAConfig = field(default_factory=VideoPCAConfig)
-    select_top: float = job(0.1)
-    select_strata: int = job(1)
-    chunk_frames: int = 128
-    actors: int = job(2)
-    actor_cpus: float = job(0.5)
-    read_cpus: float = 0.25
-    torch_threads: int = 1
-    export_png: str | None = None
-    generation: int = job(1)
-    evaluate: bool = job(True)
-
-    def validate(self) -> None:
-        if not 0.0 < self.select_top <= 1.0:
-            raise UserError(f"select_top: {self.select_top} is not in (0, 1]")
-        if not isinstance(self.select_strata, int) or self.select_strata < 1:
-            raise UserError(f"select_strata: {self.select_strata!r} must be an integer >= 1")
-        if self.actors < 1:
-            raise UserError(f"actors: {self.actors} must be >= 1")
-        if self.chunk_frames < self.videopca.k + 1:
-            raise UserError(f"chunk_frames: {self.chunk_frames} must be > videopca.k ({self.videopca.k})")
+__all__ = ["VideoPCAActor", "run_teacher", "teacher_paths"]
 
 
 def teacher_paths(out: str) -> dict[str, RunPath]:

@@ -22,15 +22,12 @@ hysteresis in :mod:`popdistill.masks`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from popdistill.config import choice
-from popdistill.errors import UserError
 from popdistill.masks import above_fraction, hysteresis, minmax_normalise
 from popdistill.teacher.colour import (
     colour_bin_index,
@@ -38,6 +35,7 @@ from popdistill.teacher.colour import (
     colour_lut,
     colour_scores,
 )
+from popdistill.teacher.config import VideoPCAConfig
 from popdistill.teacher.videopca_ops import (
     centre_prior,
     foreground_cue,
@@ -46,7 +44,6 @@ from popdistill.teacher.videopca_ops import (
 )
 
 __all__ = [
-    "VideoPCAConfig",
     "TooFewFrames",
     "VideoPCA",
     "videopca_window",
@@ -54,70 +51,6 @@ __all__ = [
     "iter_videopca",
     "window_spans",
 ]
-
-
-@dataclasses.dataclass
-class VideoPCAConfig:
-    """VideoPCA settings; defaults are the paper's values (working size 128 instead of 300).
-
-    - ``size``: frames are resized (antialiased bilinear, rounded back to uint8 as the public
-      code does before its HSV conversion) to ``size`` x ``size``.
-    - ``k``: number of principal directions that model the background.
-    - ``blur_sigma_at_300``: blur sigma for 300-px frames, scaled by ``size / 300``;
-      ``blur_truncate``: kernel radius in sigmas (scipy's default, 4).
-    - ``prior_sigma_frac``: the centre prior's sigma as a fraction of min(H, W).
-    - ``fg_threshold``: threshold on the renormalised blurred cue for the rough split.
-    - ``norm_scope``: scope of the min-max "renormalise" of steps 5 and 7 (PAPERS.md does not
-      say): ``frame`` (each frame to [0, 1], as the public code does, the default) or
-      ``window``. The raw cue of step 4 is always normalised over the whole window.
-    - ``bins``: colour bins (x, y, v); see ``popdistill.teacher.colour``.
-    - ``bg_smoothing``: added to every background bin; ``hist_normalise``: compare
-      histograms divided by their totals (public code) rather than raw counts.
-    - ``hysteresis_high`` / ``hysteresis_low``: on the renormalised score x prior,
-      8-connected within a frame (never across frames).
-    - ``window`` / ``stride``: frames per window and window step (0 = ``window``, no
-      overlap); ``min_window``: a tail shorter than this is merged into the previous window.
-    - ``colour_lut``: code colours through a 2^24 look-up table (fast) instead of arithmetic.
-    """
-
-    size: int = 128
-    k: int = 3
-    blur_sigma_at_300: float = 5.0
-    blur_truncate: float = 4.0
-    prior_sigma_frac: float = 1.0 / 3.0
-    fg_threshold: float = 0.5
-    norm_scope: str = choice("frame", ["frame", "window"])
-    bins: tuple[int, int, int] = (100, 25, 10)
-    bg_smoothing: float = 1.0
-    hist_normalise: bool = True
-    hysteresis_high: float = 0.8
-    hysteresis_low: float = 0.5
-    window: int = 64
-    stride: int = 0
-    min_window: int = 16
-    colour_lut: bool = True
-
-    def validate(self) -> None:
-        if self.size < 8:
-            raise UserError(f"size: must be at least 8, got {self.size}")
-        if self.k < 1:
-            raise UserError(f"k: must be at least 1, got {self.k}")
-        if len(self.bins) != 3 or min(self.bins) < 2:
-            raise UserError(f"bins: expected three counts >= 2, got {self.bins}")
-        if not 0.0 <= self.hysteresis_low <= self.hysteresis_high <= 1.0:
-            raise UserError("hysteresis_low/hysteresis_high: need 0 <= low <= high <= 1")
-        if self.window < self.k + 1:
-            raise UserError(f"window: must be at least k + 1 = {self.k + 1}, got {self.window}")
-        if not 0 <= self.stride <= self.window:
-            raise UserError(f"stride: must be in [0, window], got {self.stride}")
-        if not 1 <= self.min_window <= self.window:
-            raise UserError(f"min_window: must be in [1, window], got {self.min_window}")
-        if self.norm_scope not in ("frame", "window"):
-            raise UserError(f"norm_scope: {self.norm_scope!r} is not one of frame, window")
-
-    @property
-    def blur_sigma(self) -> float:
-        return self.blur_sigma_at_300 * self.size / 300.0
 
 
 class TooFewFrames(ValueError):

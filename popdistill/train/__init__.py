@@ -3,30 +3,31 @@
 ``train_student(cfg)`` trains one student as one Ray Train run; ``train_population(cfgs)`` runs
 several concurrently under Ray Tune. The data and epoch helpers are pure torch (no Ray); Ray is
 imported only inside the functions that need it.
+
+The names below are imported lazily: ``popdistill.train.config`` is torch-free (run configs,
+``popdistill train --help``), and importing the package must not pay for torch.
 """
 
-from popdistill.train.config import (
-    DEFAULT_STUDENTS,
-    AugmentConfig,
-    AugmentSizes,
-    PopulationConfig,
-    TrainConfig,
-    resolve_batch_size,
-    resolve_sizes,
-)
-from popdistill.train.launcher import build_trainer, train_population, train_student
-from popdistill.train.loop import train_loop_per_worker
+import importlib
 
-__all__ = [
-    "DEFAULT_STUDENTS",
-    "AugmentConfig",
-    "AugmentSizes",
-    "PopulationConfig",
-    "TrainConfig",
-    "resolve_batch_size",
-    "resolve_sizes",
-    "build_trainer",
-    "train_population",
-    "train_student",
-    "train_loop_per_worker",
-]
+_EXPORTS = {
+    "DEFAULT_STUDENTS": "config",
+    "AugmentConfig": "config",
+    "AugmentSizes": "config",
+    "PopulationConfig": "config",
+    "TrainConfig": "config",
+    "resolve_batch_size": "config",
+    "resolve_sizes": "config",
+    "build_trainer": "launcher",
+    "train_population": "launcher",
+    "train_student": "launcher",
+    "train_loop_per_worker": "loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"popdistill.train.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'popdistill.train' has no attribute {name!r}")

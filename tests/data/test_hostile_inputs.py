@@ -92,7 +92,8 @@ def test_davis_masks_of_every_kind(tmp_path):
 @pytest.mark.timeout(300)
 def test_the_teacher_finishes_on_hostile_inputs_and_lists_them(ray_session, tmp_path):
     from popdistill.config import load
-    from popdistill.teacher.pipeline import TeacherConfig, run_teacher
+    from popdistill.teacher.config import TeacherConfig
+    from popdistill.teacher.pipeline import run_teacher
 
     root = tmp_path / "videos"
     expected = hostile_video_folder(root)

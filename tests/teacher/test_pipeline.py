@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from popdistill.config import load
-from popdistill.teacher.pipeline import TeacherConfig, run_teacher
+from popdistill.teacher.config import TeacherConfig
+from popdistill.teacher.pipeline import run_teacher
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 

@@ -14,10 +14,10 @@ from popdistill.config import load
 from popdistill.errors import UserError
 from popdistill.masks import hysteresis
 from popdistill.teacher import colour
+from popdistill.teacher.config import VideoPCAConfig
 from popdistill.teacher.videopca import (
     TooFewFrames,
     VideoPCA,
-    VideoPCAConfig,
     iter_videopca,
     videopca_video,
     videopca_window,
