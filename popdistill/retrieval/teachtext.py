@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from popdistill.config import load, to_dict
+from popdistill.config import job as job_field
+from popdistill.config import load, section, to_dict
 from popdistill.errors import UserError
 from popdistill.retrieval.train import CETrainConfig
+from popdistill.train.config import TrainConfig
 
 __all__ = ["RayRunConfig", "WorldSpec", "TeachTextConfig", "fit_job", "run_population",
            "expand_job", "group_seeds",
@@ -43,16 +45,16 @@ COLUMNS = ("R1", "R5", "R10", "MdR", "MnR", "GeoMean")
 class RayRunConfig:
     """Resources of one Ray Train run (the attribute names ``popdistill.train.launcher`` reads)."""
 
-    num_workers: int = 1
-    use_gpu: bool | None = False
-    gpus_per_worker: float = 1.0
-    cpus_per_worker: float = 0.9
-    driver_cpus: float = 0.01
+    num_workers: int = TrainConfig.num_workers
+    use_gpu: bool | None = False  # the CE models are small: CPU workers unless asked
+    gpus_per_worker: float = TrainConfig.gpus_per_worker
+    cpus_per_worker: float = TrainConfig.cpus_per_worker
+    driver_cpus: float = TrainConfig.driver_cpus
     keep_checkpoints: int = 1
     max_failures: int = 0
     max_concurrent: int | None = None
-    out: str = ""
-    run_name: str = ""
+    out: str = job_field("")  # TeachTextConfig.out
+    run_name: str = job_field("")  # the job's name
 
 
 @dataclass
@@ -83,7 +85,7 @@ class TeachTextConfig:
     teacher_train: dict[str, Any] = field(default_factory=dict)
     modality_experts: list[str] | None = None
     denoise_fraction: float | None = None
-    ray: RayRunConfig = field(default_factory=RayRunConfig)
+    ray: RayRunConfig = section(RayRunConfig)
 
     def validate(self) -> None:
         if not self.teachers:
@@ -116,14 +118,9 @@ def _train_one(job: dict, features, handle) -> None:
     controller polls it (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by default)."""
     import ray.train
 
-    from popdistill.retrieval.train import (
-        load_teacher_cache,
-        save_model,
-        save_teacher_cache,
-        teacher_cache,
-        train_ce,
-    )
+    from popdistill.retrieval.checkpoint import load_teacher_cache, save_model, save_teacher_cache
     from popdistill.retrieval.train import score as sel_score
+    from popdistill.retrieval.train import teacher_cache, train_ce
 
     cfg = load(CETrainConfig, job["train"])
     teachers = [load_teacher_cache(p) for p in job.get("teachers", [])]
@@ -270,12 +267,8 @@ def _train_dict(cfg: TeachTextConfig, seed: int, **over) -> dict:
 def _denoise(cfg, corpus: Path, seed: int, caches: list[str], run_dir: Path) -> tuple[str, dict]:
 
     from popdistill.retrieval.ce_layout import load_safe
-    from popdistill.retrieval.train import (
-        caption_agreement_margins,
-        denoise_keep,
-        load_teacher_cache,
-        split_data,
-    )
+    from popdistill.retrieval.checkpoint import load_teacher_cache
+    from popdistill.retrieval.train import caption_agreement_margins, denoise_keep, split_data
 
     features = load_safe(corpus)
     train = split_data(features, cfg.student, "train")
@@ -318,7 +311,8 @@ def format_table(rows: list[dict]) -> str:
 def _inference_times(corpus: Path, run_dir: Path, names: dict[str, str]) -> dict[str, float]:
 
     from popdistill.retrieval.ce_layout import load_safe
-    from popdistill.retrieval.train import inference_seconds_per_query, load_model, split_data
+    from popdistill.retrieval.checkpoint import load_model
+    from popdistill.retrieval.train import inference_seconds_per_query, split_data
 
     features = load_safe(corpus)
     out = {}

@@ -20,7 +20,6 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,10 +45,6 @@ __all__ = [
     "train_ce",
     "evaluate",
     "teacher_cache",
-    "save_teacher_cache",
-    "load_teacher_cache",
-    "save_model",
-    "load_model",
     "caption_agreement_ranks",
     "caption_agreement_margins",
     "denoise_keep",
@@ -322,52 +317,6 @@ def teacher_cache(
     data = split_data(features, text_key, "train", model.expert_names)
     text, video = embed(model, data)
     return TeacherCache(name, text, video, val_score)
-
-
-def save_teacher_cache(cache: TeacherCache, path: str | Path) -> None:
-    """Write ``cache`` as plain tensors and numbers, loadable with ``weights_only=True``."""
-    torch.save({"name": cache.name, "val_score": float(cache.val_score),
-                "text_experts": cache.text.experts, "text_weights": cache.text.weights,
-                "video_experts": cache.video.experts, "video_available": cache.video.available},
-               path)
-
-
-def _load_weights(path: str | Path, what: str) -> dict:
-    """A file written by this module, read with ``weights_only=True``: tensors and plain values
-    only, so a crafted pickle is refused instead of run."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ...
-        raise UserError(f"{path}: not a {what} file that loads weights-only ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); files from older "
-                        "versions or other sources are refused rather than unpickled") from exc
-
-
-def load_teacher_cache(path: str | Path) -> TeacherCache:
-    """A teacher cache written by :func:`save_teacher_cache` (weights-only)."""
-    d = _load_weights(path, "teacher cache")
-    return TeacherCache(d["name"], TextEmbedding(d["text_experts"], d["text_weights"]),
-                        VideoEmbedding(d["video_experts"], d["video_available"]),
-                        float(d["val_score"]))
-
-
-def save_model(model: CEModel, path: str | Path) -> None:
-    """A trained CE model as its config (plain values) and state dict."""
-    from popdistill.config import to_dict
-
-    torch.save({"config": to_dict(model.cfg), "state": model.state_dict()}, path)
-
-
-def load_model(path: str | Path) -> CEModel:
-    """A CE model written by :func:`save_model` (weights-only)."""
-    from popdistill.config import load
-
-    saved = _load_weights(path, "TeachText model")
-    model = CEModel(load(CEConfig, saved["config"]))
-    model.load_state_dict(saved["state"])
-    return model
 
 
 def caption_agreement_ranks(teachers: Sequence[TeacherCache], caption_video: torch.Tensor

@@ -8,8 +8,9 @@ import pytest
 
 from popdistill.config import load
 from popdistill.errors import UserError
+from popdistill.retrieval.checkpoint import save_teacher_cache
 from popdistill.retrieval.sweep import SweepConfig, SweepSpace
-from popdistill.retrieval.train import CETrainConfig, save_teacher_cache, teacher_cache, train_ce
+from popdistill.retrieval.train import CETrainConfig, teacher_cache, train_ce
 from tests.retrieval.test_teachtext import TRAIN, write_tiny_corpus
 
 

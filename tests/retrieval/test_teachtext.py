@@ -10,6 +10,7 @@ import torch
 
 from popdistill.config import load
 from popdistill.retrieval.ce_layout import save_safe
+from popdistill.retrieval.checkpoint import load_teacher_cache
 from popdistill.retrieval.metrics import mean_std
 from popdistill.retrieval.teachtext import (
     RayRunConfig,
@@ -21,7 +22,7 @@ from popdistill.retrieval.teachtext import (
     run_population,
     run_teachtext,
 )
-from popdistill.retrieval.train import load_teacher_cache, split_data
+from popdistill.retrieval.train import split_data
 from tests.retrieval.test_train import tiny_features
 
 TRAIN = {"epochs": 2, "batch_size": 8, "shared_dim": 8, "netvlad_clusters": 2}

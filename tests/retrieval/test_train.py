@@ -9,6 +9,12 @@ import torch
 from popdistill.errors import UserError
 from popdistill.retrieval.aggregation import create_phi, list_phis
 from popdistill.retrieval.ce_layout import CEFeatures
+from popdistill.retrieval.checkpoint import (
+    load_model,
+    load_teacher_cache,
+    save_model,
+    save_teacher_cache,
+)
 from popdistill.retrieval.losses import create_distance, list_distances
 from popdistill.retrieval.train import (
     CETrainConfig,
@@ -17,10 +23,6 @@ from popdistill.retrieval.train import (
     caption_agreement_ranks,
     denoise_keep,
     evaluate,
-    load_model,
-    load_teacher_cache,
-    save_model,
-    save_teacher_cache,
     split_data,
     teacher_cache,
     train_ce,
