@@ -164,8 +164,8 @@ def load(cls: type[T], data: Any, where: str = "", section: bool = False) -> T:
         raise UserError(
             f"unknown field {_join(where, unknown[0])!r}; valid fields: {', '.join(sorted(fields))}"
         )
-    if section:
-        owned = sorted(set(data) & job_fields(cls))
+    if section:  # a job field at its default is what a section's to_dict() holds: no change
+        owned = sorted(k for k in set(data) & job_fields(cls) if data[k] != _default(fields[k]))
         if owned:
             raise UserError(f"{_join(where, owned[0])}: set by the pipeline, not in the config")
     kwargs = {}
@@ -200,6 +200,12 @@ def _check(obj: Any, where: str, section: bool) -> None:
             validate()
         except UserError as exc:
             raise UserError(f"{where or 'config'}: {exc}") from exc
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _join(where: str, name: str) -> str:

@@ -28,20 +28,23 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from popdistill.choices import PRECISIONS
+    from popdistill.inference.config import PredictConfig as C
+
     p.add_argument("--checkpoint", required=True, help="student checkpoint (.pt)")
     p.add_argument("--data", required=True, help="data set folder")
-    p.add_argument("--format", default="davis", help="data set format, a reader name (default davis)")
+    p.add_argument("--format", help=f"data set format, a reader name (default {C.format})")
     p.add_argument("--out", required=True, help="output folder (local path or s3://, gs:// URI)")
     p.add_argument("--export-png", metavar="DIR", help="also write each mask as an 8-bit PNG: DIR/<video>/<frame>.png")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (32)")
-    p.add_argument("--actors", type=int, default=1, help="actors, one model each (1)")
-    p.add_argument("--actor-cpus", type=float, default=1.0, help="CPUs reserved per actor (1)")
-    p.add_argument("--actor-gpus", type=float, default=0.0, help="GPUs per actor (0; e.g. 1 or 0.25)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads per actor (2)")
-    p.add_argument("--chunk-frames", type=int, default=128, help="frames per unit of work (128)")
+    p.add_argument("--batch-size", type=int, help=f"frames per forward pass ({C.batch_size})")
+    p.add_argument("--actors", type=int, help=f"actors, one model each ({C.actors})")
+    p.add_argument("--actor-cpus", type=float, help=f"CPUs reserved per actor ({C.actor_cpus})")
+    p.add_argument("--actor-gpus", type=float, help=f"GPUs per actor ({C.actor_gpus:g}; e.g. 1 or 0.25)")
+    p.add_argument("--threads", type=int, help=f"torch threads per actor ({C.torch_threads})")
+    p.add_argument("--chunk-frames", type=int, help=f"frames per unit of work ({C.chunk_frames})")
     p.add_argument("--generation", type=int, help="generation these masks label (default: the checkpoint's + 1, else 2)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast (channels_last) on a GPU, fp32 on a CPU (auto)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help=f"auto: bf16 autocast (channels_last) on a GPU, fp32 on a CPU ({C.precision})")
     p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option passed to the reader, e.g. resolution=480p (repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -50,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace):
     from popdistill.config import load
     from popdistill.errors import UserError
-    from popdistill.inference.predict import PredictConfig
+    from popdistill.inference.config import PredictConfig
 
     options = {}
     for item in args.reader_option:
@@ -58,13 +61,15 @@ def build_config(args: argparse.Namespace):
         if not sep or not key:
             raise UserError(f"--reader-option {item!r}: expected KEY=VALUE")
         options[key] = value
-    return load(PredictConfig, {
+    values = {
         "checkpoint": args.checkpoint, "data": args.data, "format": args.format, "out": args.out,
-        "reader_options": options, "export_png": args.export_png, "batch_size": args.batch_size,
+        "export_png": args.export_png, "batch_size": args.batch_size,
         "chunk_frames": args.chunk_frames, "actors": args.actors, "actor_cpus": args.actor_cpus,
         "actor_gpus": args.actor_gpus, "torch_threads": args.threads,
         "precision": args.precision, "generation": args.generation,
-    })
+    }
+    return load(PredictConfig, {"reader_options": options,
+                                **{k: v for k, v in values.items() if v is not None}})
 
 
 def main(args: argparse.Namespace) -> int:

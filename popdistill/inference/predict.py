@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from popdistill.choices import PRECISIONS
-from popdistill.config import choice
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
+from popdistill.inference.config import PredictConfig
 from popdistill.inference.stream import MaskActor, stream_masks
 from popdistill.storage import RunPath
 from popdistill.students.base import StudentNet, parameter_count, resize_images, to_float_images
@@ -35,7 +33,6 @@ from popdistill.students.checkpoint import load_checkpoint
 from popdistill.students.device import autocast, prepare_input, prepare_model
 
 __all__ = [
-    "PredictConfig",
     "predict_records",
     "StudentPredictor",
     "PopulationPredictor",
@@ -44,39 +41,6 @@ __all__ = [
     "run_predict",
     "run_predict_many",
 ]
-
-
-@dataclass
-class PredictConfig:
-    """One prediction run. ``out`` is its directory (local path or pyarrow URI)."""
-
-    checkpoint: str = ""
-    data: str = ""
-    format: str = "davis"
-    out: str = ""
-    reader_options: dict[str, Any] = field(default_factory=dict)
-    export_png: str | None = None
-    batch_size: int = 32
-    chunk_frames: int = 128
-    actors: int = 1
-    actor_cpus: float = 1.0
-    actor_gpus: float = 0.0
-    read_cpus: float = 0.25
-    torch_threads: int = 2
-    precision: str = choice("auto", PRECISIONS)  # popdistill.students.device
-    generation: int | None = None  # None: the checkpoint's config "generation" + 1, else 2
-
-    def validate(self) -> None:
-        for name in ("checkpoint", "data", "out"):
-            if not getattr(self, name):
-                raise UserError(f"{name}: required")
-        for name in ("batch_size", "chunk_frames", "actors", "torch_threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}: {getattr(self, name)} must be >= 1")
-        if self.generation is not None and self.generation < 1:
-            raise UserError(f"generation: {self.generation} must be >= 1")
-        if self.actor_cpus < 0 or self.actor_gpus < 0 or self.read_cpus < 0:
-            raise UserError("actor_cpus, actor_gpus, read_cpus: must be >= 0")
 
 
 # -- the pure core --------------------------------------------------------------------------

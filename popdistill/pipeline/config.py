@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from popdistill.choices import ENSEMBLES, GPU_MODES, LABEL_RULES, SCORERS, use_gpu
+from popdistill.choices import ENSEMBLES, LABEL_RULES, SCORERS, use_gpu
 from popdistill.config import choice, fill, load, section, settings
 from popdistill.errors import UserError
 from popdistill.evaluate.metrics import EvalConfig
+from popdistill.inference.config import PredictConfig
+from popdistill.resources import ResourcesConfig
 from popdistill.teacher.config import TeacherConfig
 from popdistill.tracking.client import TrackingConfig
 from popdistill.train.config import TrainConfig
@@ -32,7 +34,6 @@ __all__ = [
     "DataConfig",
     "SelectionConfig",
     "StudentsConfig",
-    "ResourcesConfig",
     "RunConfig",
     "load_run_config",
     "parse_run_config",
@@ -157,33 +158,6 @@ class StudentsConfig:
 
 
 @dataclass
-class ResourcesConfig:
-    """Ray: ``address`` (None: ``RAY_ADDRESS`` or a local Ray of ``num_cpus``), inference
-    actors, CPUs per training worker / inference actor, and GPUs (auto: when the cluster has
-    them). ``gpus_per_worker`` < 1 lets several students train at once on one GPU (0.2: the
-    five of a population together); Ray Tune starts as many as the GPUs fit."""
-
-    address: str | None = None
-    num_cpus: int | None = None
-    actors: int = TeacherConfig.actors  # the teacher's and the students' inference actors
-    cpus_per_worker: float = TrainConfig.cpus_per_worker
-    actor_cpus: float = TeacherConfig.actor_cpus
-    gpu: str = choice(GPU_MODES[0], GPU_MODES)
-    gpus_per_worker: float = TrainConfig.gpus_per_worker
-    gpus_per_actor: float = 0.25
-
-    def validate(self) -> None:
-        if self.actors < 1:
-            raise UserError(f"actors: must be >= 1, got {self.actors}")
-        if self.cpus_per_worker < 0 or self.actor_cpus < 0 or self.gpus_per_actor < 0:
-            raise UserError("cpus_per_worker, actor_cpus, gpus_per_actor: must be >= 0")
-        if not 0 < self.gpus_per_worker:
-            raise UserError(f"gpus_per_worker: must be positive, got {self.gpus_per_worker}")
-        if self.num_cpus is not None and self.num_cpus < 1:
-            raise UserError(f"num_cpus: must be >= 1, got {self.num_cpus}")
-
-
-@dataclass
 class RunConfig:
     """A whole pipeline run. ``out``: the run directory (local path or bucket URI)."""
 
@@ -251,9 +225,8 @@ class RunConfig:
     def eval_config(self) -> EvalConfig:
         return self.evaluation
 
-    def predict_config(self, checkpoint: str, data: DataConfig, out: str, generation: int):
-        from popdistill.inference.predict import PredictConfig
-
+    def predict_config(self, checkpoint: str, data: DataConfig, out: str,
+                       generation: int) -> PredictConfig:
         gpu = self.use_gpu()
         if gpu is None:
             from popdistill.train.launcher import cluster_has_gpus

@@ -34,6 +34,15 @@ from popdistill.pipeline.config import (
 )
 from popdistill.pipeline.manifest import RESUMABLE_CHANGES, Manifest
 from popdistill.pipeline.run_dir import CENTRE, MULTINET, VIDEOPCA
+from popdistill.pipeline.steps import (
+    Baselines,
+    EvalSeg,
+    Generation,
+    Selection,
+    Student,
+    from_json,
+    students_from_json,
+)
 from popdistill.storage import RunPath
 
 __all__ = ["run_pipeline", "results_table", "format_results", "ensure_data"]
@@ -73,8 +82,9 @@ class _Run:
         self.parent.set_tags({f"popdistill.config.{k}": json.dumps(config[k], default=str)
                               for k in RESUMABLE_CHANGES})
 
-    def step(self, name: str, fn: Callable[[], Any]) -> Any:
-        return self.manifest.run(name, fn, self.log)
+    def step(self, name: str, fn: Callable[[], Any], result: Callable[[Any], Any] | None = None) -> Any:
+        """``fn()`` once (its recorded result on a resumed run), read back by ``result``."""
+        return self.manifest.run(name, fn, self.log, result)
 
     def gen_root(self, k: int) -> RunPath:
         return self.root / f"gen-{k}"
@@ -88,7 +98,7 @@ def _write_evaluation(path: RunPath, results: dict[str, dict]) -> None:
                      for name, r in results.items()})
 
 
-def _heldout_baselines(run: _Run) -> dict[str, Any]:
+def _heldout_baselines(run: _Run) -> Baselines:
     """VideoPCA on the evaluation videos (also the students' validation store) and the
     held-out scores of VideoPCA and the centre prior."""
     from popdistill.pipeline.heldout import evaluate_heldout
@@ -100,10 +110,10 @@ def _heldout_baselines(run: _Run) -> dict[str, Any]:
                                   eval_config=cfg.eval_config(), log=run.log)
     results[CENTRE] = results.pop("centre")
     _write_evaluation(run.root / "eval" / "evaluation.json", results)
-    return {"store": report["store"], "results": {k: v["overall"] for k, v in results.items()}}
+    return Baselines(report["store"], {k: v["overall"] for k, v in results.items()})
 
 
-def _teacher(run: _Run, gen_run) -> dict[str, Any]:
+def _teacher(run: _Run, gen_run) -> Selection:
     from popdistill.teacher.pipeline import run_teacher
 
     report = run_teacher(run.cfg.teacher_config(run.cfg.data, run.gen_root(1).uri, 1), log=run.log)
@@ -117,8 +127,8 @@ def _teacher(run: _Run, gen_run) -> dict[str, Any]:
         if metrics.get(part, {}).get("J") is not None:
             stats[key] = metrics[part]["J"]
     gen_run.log_metrics(stats)
-    return {"store": report["store"], "selected": report["selected_store"],
-            "threshold": sel["threshold"], "teacher": "videopca", "stats": stats}
+    return Selection(selected=report["selected_store"], threshold=sel["threshold"], stats=stats,
+                     teacher="videopca", store=report["store"])
 
 
 def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunPath, k: int) -> dict:
@@ -131,7 +141,7 @@ def _predict(run: _Run, checkpoints: dict[str, str], data: DataConfig, out: RunP
 
 
 def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
-            teacher_store: str, teacher_selected: str) -> dict[str, Any]:
+            teacher_store: str, teacher_selected: str) -> Selection:
     import numpy as np
 
     from popdistill.selection.rescore import rescore_predictions
@@ -171,20 +181,15 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
     source = f"students:gen-{k - 1}" + ("+videopca:gen-1" if sel.with_teacher else "")
     how = ",".join([sel.ensemble] + ([sel.labels] if sel.labels != "best" else [])
                    + (["support"] if sel.support else []) + (["keep_teacher"] if sel.keep_teacher else []))
-    return {"selected": (root / "selected").uri, "threshold": threshold, "stats": stats,
-            "teacher": f"{sel.scorer}({how})+{source}", "chosen": scored["chosen"]}
+    return Selection(selected=(root / "selected").uri, threshold=threshold, stats=stats,
+                     teacher=f"{sel.scorer}({how})+{source}", chosen=scored["chosen"])
 
 
-def _lineage(sel: dict[str, Any], k: int) -> dict[str, Any]:
-    return {"store": sel["selected"], "generation": k, "threshold": sel["threshold"],
-            "teacher": sel["teacher"]}
-
-
-def _train(run: _Run, gen_run, k: int, sel: dict[str, Any], val_store: str) -> dict[str, Any]:
+def _train(run: _Run, gen_run, k: int, sel: Selection, val_store: str) -> dict[str, Student]:
     from popdistill.train.launcher import train_population
     from popdistill.train.loop import CHECKPOINT_FILE
 
-    cfgs = run.cfg.train_configs(sel["selected"], val_store, run.gen_root(k).uri)
+    cfgs = run.cfg.train_configs(sel.selected, val_store, run.gen_root(k).uri)
     results = train_population(cfgs, run.cfg.students.max_concurrent)
     failed = {n: s["error"] for n, s in results.items() if "error" in s}
     if failed:
@@ -193,7 +198,7 @@ def _train(run: _Run, gen_run, k: int, sel: dict[str, Any], val_store: str) -> d
     out = {}
     for name, s in results.items():
         ckpt = f"{s['checkpoint']}/{CHECKPOINT_FILE}"
-        handle = run.tracker.student_run(gen_run, name, _lineage(sel, k))
+        handle = run.tracker.student_run(gen_run, name, sel.lineage(k))
         handle.log_params({"student": s["student"], "model": s["config"]["model"],
                            "epochs": s["config"]["epochs"], "lr": s["config"]["lr"],
                            "lr_schedule": s["config"].get("lr_schedule", "constant"),
@@ -210,12 +215,11 @@ def _train(run: _Run, gen_run, k: int, sel: dict[str, Any], val_store: str) -> d
                             / max(sum(h["epoch_seconds"] for h in s["history"]), 1e-9)})
         if RunPath.of(ckpt).is_local:
             handle.log_artifact(ckpt, "checkpoint")
-        out[name] = {"checkpoint": ckpt, "metrics": s["metrics"], "wall_seconds": s["wall_seconds"],
-                     "run_id": handle.run_id}
+        out[name] = Student(ckpt, s["metrics"], s["wall_seconds"], handle.run_id)
     return out
 
 
-def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], train: dict, sel: dict) -> dict:
+def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], sel: Selection) -> dict:
     from popdistill.evaluate.report import save_mask_grid
     from popdistill.pipeline.heldout import evaluate_heldout
 
@@ -227,7 +231,7 @@ def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], train: dict, s
     _write_evaluation(run.gen_root(k) / "evaluation.json", results)
     local = run.root.is_local
     for name in stores:
-        handle = run.tracker.student_run(gen_run, name, _lineage(sel, k))
+        handle = run.tracker.student_run(gen_run, name, sel.lineage(k))
         handle.log_metrics({f"final/{m}": overall[name][m] for m in ("P", "J", "CorLoc")
                             if overall[name][m] is not None})
         if local and grid:
@@ -244,13 +248,14 @@ def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], train: dict, s
     return overall
 
 
-def _evalseg(run: _Run, gen_run, k: int, frames_store: str, train: dict, sel: dict) -> dict:
+def _evalseg(run: _Run, gen_run, k: int, frames_store: str, train: dict[str, Student],
+             sel: Selection) -> EvalSeg:
     from popdistill.train.evalseg import train_evalseg
 
-    cfg = run.cfg.evalseg_config(frames_store, [t["checkpoint"] for t in train.values()],
+    cfg = run.cfg.evalseg_config(frames_store, [t.checkpoint for t in train.values()],
                                  run.gen_root(k).uri)
     summary = train_evalseg(cfg, log=run.log)
-    handle = run.tracker.evalseg_run(gen_run, {**_lineage(sel, k), "frames": frames_store})
+    handle = run.tracker.evalseg_run(gen_run, {**sel.lineage(k), "frames": frames_store})
     handle.log_params({"model": cfg.model, "epochs": cfg.epochs, "lr": cfg.lr,
                        "students": ",".join(train)})
     for epoch, loss in enumerate(summary["losses"]):
@@ -259,37 +264,37 @@ def _evalseg(run: _Run, gen_run, k: int, frames_store: str, train: dict, sel: di
     if RunPath.of(summary["checkpoint"]).is_local:
         handle.log_artifact(summary["checkpoint"], "checkpoint")
     handle.end("FINISHED")
-    return summary
+    return EvalSeg(**summary)
 
 
-def _generation(run: _Run, k: int, prev: dict | None, baselines: dict) -> dict[str, Any]:
+def _generation(run: _Run, k: int, prev: Generation | None, baselines: Baselines) -> Generation:
     gen_run = run.tracker.generation_run(run.parent, k)
     g = f"gen-{k}"
+    selection = lambda data: from_json(Selection, data)  # noqa: E731
     if k == 1:
-        sel = run.step(f"{g}/teacher", lambda: _teacher(run, gen_run))
-        frames_store = sel["store"]
+        sel = run.step(f"{g}/teacher", lambda: _teacher(run, gen_run), selection)
+        frames_store, teacher_selected = sel.store, sel.selected
     else:
-        frames_store = prev["frames_store"]
+        frames_store, teacher_selected = prev.frames_store, prev.teacher_selected
         if run.cfg.selection.scorer == "evalseg":
             # trained when a generation needs it to select, not after the last generation
-            prev["evalseg"] = run.step(f"gen-{k - 1}/evalseg", lambda: _evalseg(
+            prev.evalseg = run.step(f"gen-{k - 1}/evalseg", lambda: _evalseg(
                 run, run.tracker.generation_run(run.parent, k - 1), k - 1, frames_store,
-                prev["train"], prev["selection"]))
-        ckpts = {n: t["checkpoint"] for n, t in prev["train"].items()}
+                prev.train, prev.selection), lambda data: from_json(EvalSeg, data))
+        ckpts = {n: t.checkpoint for n, t in prev.train.items()}
         preds = run.step(f"{g}/predict", lambda: _predict(
             run, ckpts, run.cfg.candidates_data(k), run.gen_root(k) / "predict", k))
-        evalseg = prev.get("evalseg", {}).get("checkpoint")
+        evalseg = prev.evalseg.checkpoint if prev.evalseg else None
         sel = run.step(f"{g}/select", lambda: _select(
-            run, gen_run, k, preds, evalseg, frames_store, prev["teacher_selected"]))
-    train = run.step(f"{g}/train", lambda: _train(run, gen_run, k, sel, baselines["store"]))
-    ckpts = {n: t["checkpoint"] for n, t in train.items()}
+            run, gen_run, k, preds, evalseg, frames_store, teacher_selected), selection)
+    train = run.step(f"{g}/train", lambda: _train(run, gen_run, k, sel, baselines.store),
+                     students_from_json)
+    ckpts = {n: t.checkpoint for n, t in train.items()}
     eval_stores = run.step(f"{g}/predict-eval", lambda: _predict(
         run, ckpts, run.cfg.eval, run.gen_root(k) / "eval", k))
-    overall = run.step(f"{g}/evaluate", lambda: _evaluate(run, gen_run, k, eval_stores, train, sel))
+    overall = run.step(f"{g}/evaluate", lambda: _evaluate(run, gen_run, k, eval_stores, sel))
     gen_run.end("FINISHED")
-    return {"generation": k, "selection": sel, "train": train, "results": overall,
-            "frames_store": frames_store,
-            "teacher_selected": sel["selected"] if k == 1 else prev["teacher_selected"]}
+    return Generation(k, sel, train, overall, frames_store, teacher_selected)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -322,24 +327,30 @@ def format_results(rows: list[dict[str, Any]]) -> str:
     ])
 
 
-def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> dict[str, Any]:
+def _report(run: _Run, baselines: Baselines, generations: list[Generation],
+            data: dict) -> dict[str, Any]:
+    import dataclasses
+
     from popdistill.tracking.figures import generation_figure
 
-    rows = results_table(baselines, generations)
+    rows = results_table({"results": baselines.results},
+                         [{"generation": g.generation, "results": g.results} for g in generations])
     series: dict[str, dict[int, float]] = {}
     for g in generations:
-        for name, m in g["results"].items():
+        for name, m in g.results.items():
             if m.get("J") is not None:
-                series.setdefault(name, {})[g["generation"]] = m["J"]
-        series.setdefault(VIDEOPCA, {})[g["generation"]] = baselines["results"][VIDEOPCA]["J"]
+                series.setdefault(name, {})[g.generation] = m["J"]
+        series.setdefault(VIDEOPCA, {})[g.generation] = baselines.results[VIDEOPCA]["J"]
     report = {"run": run.cfg.run_name, "run_dir": run.root.uri, "table": rows, "data": data,
-              "generations": [{k: g[k] for k in ("generation", "selection", "results")}
+              "generations": [{"generation": g.generation,
+                               "selection": dataclasses.asdict(g.selection), "results": g.results}
                               for g in generations],
               "step_seconds": run.manifest.seconds(), "config": resolved(run.cfg)}
     for i, g in enumerate(generations):
-        if "evalseg" in g:  # the EvalSeg-Net that selected the next generation's labels
-            report["generations"][i]["evalseg"] = {k: g["evalseg"][k]
-                                                   for k in ("checkpoint", "pairs", "target_mean")}
+        if g.evalseg is not None:  # the EvalSeg-Net that selected the next generation's labels
+            report["generations"][i]["evalseg"] = {"checkpoint": g.evalseg.checkpoint,
+                                                   "pairs": g.evalseg.pairs,
+                                                   "target_mean": g.evalseg.target_mean}
     (run.root / "report.json").write_json(report)
     from popdistill.tracking.tables import table_markdown
 
@@ -349,9 +360,9 @@ def _report(run: _Run, baselines: dict, generations: list[dict], data: dict) -> 
     if series:
         run.parent.log_figure(generation_figure(series), "J_by_generation.png")
     for g in generations:
-        js = [m["J"] for n, m in g["results"].items() if n != MULTINET and m.get("J") is not None]
+        js = [m["J"] for n, m in g.results.items() if n != MULTINET and m.get("J") is not None]
         if js:
-            run.parent.log_metrics({"students/mean_J": sum(js) / len(js)}, step=g["generation"])
+            run.parent.log_metrics({"students/mean_J": sum(js) / len(js)}, step=g.generation)
     return report
 
 
@@ -375,8 +386,9 @@ def _run_pipeline(cfg: RunConfig, log: Log) -> dict[str, Any]:
         if cfg.later_data is not None and cfg.generations > 1:
             data["later"] = run.step("data/later", lambda: ensure_data(cfg.later_data, log))
         init_ray(cfg.resources.address, cfg.resources.num_cpus)
-        baselines = run.step("eval/videopca", lambda: _heldout_baselines(run))
-        generations: list[dict] = []
+        baselines = run.step("eval/videopca", lambda: _heldout_baselines(run),
+                             lambda data: from_json(Baselines, data))
+        generations: list[Generation] = []
         for k in range(1, cfg.generations + 1):
             generations.append(_generation(run, k, generations[-1] if generations else None,
                                            baselines))

@@ -7,6 +7,7 @@ and reuses the stored result. The file is rewritten atomically after every step
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -80,18 +81,21 @@ class Manifest:
         self.path.write_json(self.data)
         return dropped
 
-    def run(self, step: str, fn: Callable[[], Any], log: Callable[[str], None] = print) -> Any:
+    def run(self, step: str, fn: Callable[[], Any], log: Callable[[str], None] = print,
+            result: Callable[[Any], Any] | None = None) -> Any:
         """``fn()``'s result, computed once: a finished step returns its stored result, unless
         an output its result names is damaged (:mod:`popdistill.pipeline.integrity`): then the
         damaged part is removed, the step and the steps after it are forgotten, and it runs
-        again."""
+        again. The result is recorded as JSON (dataclasses as their fields) and handed back
+        as JSON reads it, through ``result`` when given (:mod:`popdistill.pipeline.steps`)."""
+        read = result or (lambda data: data)
         if self.done(step):
             from popdistill.pipeline.integrity import damaged_outputs, repair
 
             damaged = damaged_outputs(self.result(step), self.root)
             if not damaged:
                 log(f"[{step}] finished before ({self.steps[step]['seconds']:.1f} s); skipped")
-                return self.result(step)
+                return read(self.result(step))
             for path, problem in damaged:
                 log(f"[{step}] {path}: {problem}; removed, with what depends on it: "
                     + ", ".join(repair(path)))
@@ -100,10 +104,10 @@ class Manifest:
         log(f"[{step}] ...")
         started = time.time()
         # exactly as a resumed run reads it back (write_json sorts keys)
-        result = json.loads(json.dumps(fn(), default=str, sort_keys=True))
-        self.finish(step, result, started)
+        recorded = json.loads(json.dumps(_fields(fn()), default=str, sort_keys=True))
+        self.finish(step, recorded, started)
         log(f"[{step}] done in {self.steps[step]['seconds']:.1f} s")
-        return result
+        return read(recorded)
 
     def seconds(self) -> dict[str, float]:
         return {name: s["seconds"] for name, s in self.steps.items()}
@@ -121,3 +125,12 @@ def _known(recorded: dict, now: dict) -> dict:
     """``recorded`` without the fields a section no longer has (moved to ``resources``, which a
     resumed run may change)."""
     return {k: v for k, v in recorded.items() if k in now}
+
+
+def _fields(value: Any) -> Any:
+    """Dataclasses (a step's typed result, or a mapping of them) as plain mappings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _fields(v) for k, v in value.items()}
+    return value

@@ -31,6 +31,7 @@ import numpy as np
 from popdistill.config import job as job_field
 from popdistill.config import load, section, to_dict
 from popdistill.errors import UserError
+from popdistill.resources import ResourcesConfig
 from popdistill.retrieval.train import CETrainConfig
 from popdistill.train.config import TrainConfig
 
@@ -47,8 +48,8 @@ class RayRunConfig:
 
     num_workers: int = TrainConfig.num_workers
     use_gpu: bool | None = False  # the CE models are small: CPU workers unless asked
-    gpus_per_worker: float = TrainConfig.gpus_per_worker
-    cpus_per_worker: float = TrainConfig.cpus_per_worker
+    gpus_per_worker: float = ResourcesConfig.gpus_per_worker
+    cpus_per_worker: float = ResourcesConfig.cpus_per_worker
     driver_cpus: float = TrainConfig.driver_cpus
     keep_checkpoints: int = 1
     max_failures: int = 0

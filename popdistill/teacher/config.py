@@ -10,6 +10,7 @@ from typing import Any
 
 from popdistill.config import choice, job
 from popdistill.errors import UserError
+from popdistill.resources import ResourcesConfig
 
 __all__ = ["VideoPCAConfig", "TeacherConfig"]
 
@@ -91,8 +92,8 @@ class TeacherConfig:
     select_top: float = job(0.1)
     select_strata: int = job(1)
     chunk_frames: int = 128
-    actors: int = job(2)
-    actor_cpus: float = job(0.5)
+    actors: int = job(ResourcesConfig.actors)
+    actor_cpus: float = job(ResourcesConfig.actor_cpus)
     read_cpus: float = 0.25
     torch_threads: int = 1
     export_png: str | None = None

@@ -15,6 +15,7 @@ from typing import Any
 from popdistill.choices import LOSSES, LR_SCHEDULES, PRECISIONS
 from popdistill.config import choice, job
 from popdistill.errors import UserError
+from popdistill.resources import ResourcesConfig
 from popdistill.train.ema import validate_decay
 
 __all__ = [
@@ -135,8 +136,8 @@ class TrainConfig:
     # CPUs of each population trial's driver, CPUs of each Ray Data read task.
     num_workers: int = 1
     use_gpu: bool | None = job(None)  # None: use GPUs when the cluster has them
-    gpus_per_worker: float = job(1.0)  # < 1 lets several students share one GPU
-    cpus_per_worker: float = job(0.9)
+    gpus_per_worker: float = job(ResourcesConfig.gpus_per_worker)  # < 1: students share a GPU
+    cpus_per_worker: float = job(ResourcesConfig.cpus_per_worker)
     driver_cpus: float = 0.01
     data_cpus: float = 0.05
     torch_threads: int = 1  # per CPU worker

@@ -302,3 +302,10 @@ def test_a_section_is_its_library_config_and_refuses_job_fields():
         parse_run_config(with_("training.store", "elsewhere"))
     with pytest.raises(UserError, match="teacher.actors: set by the pipeline"):
         parse_run_config(with_("teacher.actors", 4))
+
+
+def test_a_section_reads_back_its_own_to_dict():
+    from popdistill.config import load, to_dict
+    from popdistill.pipeline.config import RunConfig
+
+    assert load(RunConfig, to_dict(BASE_CFG)) == BASE_CFG
