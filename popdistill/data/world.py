@@ -17,6 +17,10 @@ preset) draws them exactly like objects: then only motion separates them.
 Video ``i`` depends only on ``(config, i)`` (its own seeded generator), so a corpus is
 reproducible and videos can be generated in any order. Presets ``easy`` / ``medium`` /
 ``hard`` are :class:`WorldConfig` instances; every field can be overridden.
+
+Longer than the project's ~400 lines a module on purpose: :func:`render_video` draws every
+random number of a video from one generator in a fixed order, and its steps live beside it so
+that the order, which makes a corpus reproducible, reads top to bottom in one file.
 """
 
 from __future__ import annotations
