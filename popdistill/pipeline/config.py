@@ -89,7 +89,7 @@ class SelectionConfig:
     computed exactly: cosine of the mask to the students' Multi-Net product;
     :mod:`popdistill.selection.rescore`). ``with_teacher``: generation 1's VideoPCA mask of
     each frame is one more candidate beside the students' masks (off in the thesis, where the
-    students are already better than their teacher; docs/experiments/history.md). ``ensemble``: the
+    students are already better than their teacher; docs/experiments/). ``ensemble``: the
     Multi-Net mask that both scorers measure agreement with: ``product`` (the thesis) or
     ``geomean``, its n-th root, which does not favour the most conservative student
     (:func:`popdistill.students.multinet.multinet_mask`; EvalSeg-Net is trained on the same

@@ -89,7 +89,7 @@ def label_support(masks: np.ndarray, high: float = 0.8, low: float = 0.5) -> np.
 
     A student's mask has a faint halo (values below 0.5 around and away from the object) that
     the teacher's masks do not; regressed as a label, it may teach the next generation to
-    over-segment (docs/experiments/history.md)."""
+    over-segment (docs/experiments/)."""
     import torch
 
     from popdistill.masks import above_fraction, hysteresis

@@ -8,11 +8,11 @@ Two scorers (``SelectionConfig.scorer``):
   of the mask to the Multi-Net product of all the students' masks of that frame. At
   generation >= 2 every candidate frame has every student's mask, so the target needs no
   network; on the embedded corpus it ranks masks by true J better than the trained net does
-  (docs/experiments/history.md).
+  (docs/experiments/).
 
 Both measure agreement with ``SelectionConfig.ensemble``: the students' ``product`` (the thesis)
 or its n-th root ``geomean``, which does not favour the most conservative student's masks
-(docs/experiments/history.md).
+(docs/experiments/).
 
     rescore_predictions(stores, evalseg, scored)   one Parquet file per video: each frame's
                                                    best mask, ``score`` = its score

@@ -13,7 +13,7 @@ As LowRes-Net's, the full-size FC head (64 x 32 x 32 = 65,536 non-negative BN + 
 tests/students/test_evalseg.py) and every mask gets the same score for good (measured
 with a narrow surrogate of the full head on 2026-11-27: score std 0.000 at lr 1e-4 and 1e-3). The head therefore learns at ``head_lr_scale`` (0.01) times the training
 rate: a head rate of 1e-4 still collapses, 1e-5 and 1e-6 train (Spearman rho 0.57-0.59 against
-the masks' true J; docs/experiments/history.md); the tiny variant (512 head inputs) keeps one rate.
+the masks' true J; docs/experiments/); the tiny variant (512 head inputs) keeps one rate.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ The fully connected head needs care *(not in the paper)*: Adam moves every weigh
 non-negative (BN + ReLU), so one step moves every logit by about ``lr * sum(inputs)``: -21 at
 lr 1e-3 with the paper's 65,536 inputs. Every output saturates at 0 after the first step and
 the full-size model never trained (MSE or BCE). Two defaults fix it (benchmarks/lowres_collapse.py,
-docs/experiments/history.md): the head learns at ``head_lr_scale`` (0.1) times the training rate, and its
+docs/experiments/): the head learns at ``head_lr_scale`` (0.1) times the training rate, and its
 bias starts at the logit of a foreground prior (``head_prior``). The tiny variant (2,048 head
 inputs, ~0.7 per step) trains as the paper describes and keeps both off.
 """
