@@ -2,8 +2,53 @@
 
 from __future__ import annotations
 
-import logging
 import os
+
+QUIET_LOGGERS = ("ray", "ray.data", "ray.tune", "ray.train", "mlflow", "alembic")
+
+
+def quiet_ray(log_dir: str | os.PathLike | None = None) -> None:
+    """Keep Ray's and MLflow's INFO lines and internal warnings out of the terminal (errors
+    still show): the console handlers of their loggers show errors only, and the lines go to
+    ``log_dir/ray.log`` (Ray Data's also to its own session log); Ray Tune prints no
+    experiment boxes. Ray Data's logging configuration itself is left alone (configuring it
+    anew changed a rerun's numbers). ``--verbose`` commands skip this; call it after Ray has
+    started (the settings are this process's, not its workers'), and :func:`quiet_mlflow`
+    before MLflow is imported. What stays: Ray's raylet notices (printed by Ray outside its
+    loggers, e.g. that a node started many worker processes) and the Ray Data actor pool's
+    core-worker line about constructor arguments in the object store, which Ray Data's own
+    design prints for every restartable actor (ray-project/ray#57733; popdistill keeps actor
+    restarts on)."""
+    import logging
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy output honours verbose=0
+    run_log = (logging.FileHandler(os.path.join(os.fspath(log_dir), "ray.log"))
+               if log_dir is not None else None)
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if run_log is not None and name in ("ray", "ray.data", "mlflow", "alembic"):
+            # the roots of what propagates (Ray Data's logger does not propagate to "ray")
+            run_log.setLevel(logging.INFO)
+            logger.addHandler(run_log)
+        for handler in logger.handlers:
+            if handler is not run_log:
+                handler.setLevel(logging.ERROR)
+    _quiet_root_console()
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (database set-up) stay out of the terminal."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
+
+
+def _quiet_root_console() -> None:
+    """The root logger's console handlers (MLflow's and Ray's INFO lines propagate there)
+    show errors only."""
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
@@ -28,8 +73,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  log_to_driver=not quiet)
     if quiet:
-        # Our own progress lines say what is happening; Ray Data's per-dataset INFO lines and
-        # progress bars would bury them.
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # Our own progress bars say what is happening; Ray Data's would bury them.
         ray.data.DataContext.get_current().enable_progress_bars = False
     return ray

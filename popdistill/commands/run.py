@@ -12,7 +12,8 @@ Multi-Net product), EvalSeg-Net; then, for every further generation, the previou
 masks scored by EvalSeg-Net, the best kept, a fresh population trained, evaluated, ...
 
 The config is validated before any work starts. The run directory (config `out`, or --out)
-holds the stores, checkpoints, report.json, results.md and manifest.json (the finished
+holds the stores, checkpoints, report.html (the page to look at: table, J by generation, mask
+grids, pseudo-labels, config), report.json, results.md, logs/ and manifest.json (the finished
 steps): re-running the same command after a crash continues where it stopped. MLflow runs go
 to RUN_DIR/mlflow.db unless tracking.uri is set; open them with `popdistill ui RUN_DIR`.
 
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "resources.gpus_per_worker=0.2 (VALUE is YAML; repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: resources.address, "
                    "RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's own INFO lines and warnings in the terminal (by default they "
+                        "go to RUN_DIR/logs/ray.log, and the run's lines also to RUN_DIR/logs/run.log)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,8 +46,9 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.config, out=args.out, overrides=args.overrides)
     if args.address:
         cfg.resources.address = args.address
-    report = run_pipeline(cfg, log=lambda m: print(m, flush=True))
+    report = run_pipeline(cfg, log=lambda m: print(m, flush=True), verbose=args.verbose)
     print()
     print(format_results(report["table"]))
-    print(f"\nreport: {report['run_dir']}/report.json   tracking UI: popdistill ui {cfg.out}")
+    page = report.get("report_html") or f"{report['run_dir']}/report.json"
+    print(f"\nreport: {page}   tracking UI: popdistill ui {cfg.out}")
     return 0

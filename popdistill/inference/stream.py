@@ -26,6 +26,7 @@ from popdistill.data.readers import create_reader
 from popdistill.data.schema import FrameRecord, Skipped
 from popdistill.inference import sink
 from popdistill.inference.chunks import chunk_records, read_chunks
+from popdistill.progress import Progress
 from popdistill.storage import RunPath, safe_name
 
 __all__ = ["MaskActor", "StreamResult", "stream_masks"]
@@ -153,7 +154,7 @@ def stream_masks(
             num_gpus=actor_gpus or None,
         )
         seen: dict[str, list[int]] = {}  # video -> [chunks seen, frames, chunks expected or -1]
-        last_log = t0
+        bar = Progress(len(todo), label, "videos", log)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["video"])):
                 video, n = str(batch["video"][i]), int(batch["n_frames"][i])
@@ -168,11 +169,8 @@ def stream_masks(
                 if state[0] == state[2] and state[1] > 0:
                     for d in dones:
                         sink.mark_done(d, video, {"video": video, "frames": state[1], "chunks": state[0]})
-            if time.perf_counter() - last_log > 5:
-                last_log = time.perf_counter()
-                finished_now = sum(1 for s in seen.values() if s[0] == s[2])
-                log(f"{label}: {finished_now}/{len(todo)} videos, {frames} frames, "
-                    f"{frames / (last_log - t0):.0f} frames/s")
+                    bar.update(1, frames=frames)
+        bar.close()
     seconds = time.perf_counter() - t0
     log(f"{label}: {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
     return StreamResult(

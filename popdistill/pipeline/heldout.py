@@ -14,6 +14,7 @@ Frames are read once, streaming; only per-video sums are kept
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ def evaluate_heldout(
     eval_config=None,
     grid_frames: int = 0,
     log: Callable[[str], None] = print,
+    grid_stores: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, dict], list]:
     """Score every method on ``data`` (a :class:`~popdistill.pipeline.config.DataConfig`).
 
@@ -37,7 +39,8 @@ def evaluate_heldout(
     store names; ``baselines``: registered baseline names (``centre``). Returns
     ``({method: Evaluator.results() + skipped}, grid rows)``: one grid row (image, ground
     truth, every method's mask) for the first frame with ground truth of the first
-    ``grid_frames`` videos.
+    ``grid_frames`` videos; ``grid_stores`` (name -> store) add columns to the grid only,
+    unscored (VideoPCA's masks beside a generation's students).
     """
     from popdistill.data.readers import create_reader
     from popdistill.evaluate.baselines import create_baseline
@@ -48,6 +51,7 @@ def evaluate_heldout(
 
     products = dict(products or {})
     opened = {name: ParquetMaskStore(path) for name, path in stores.items()}
+    shown = {name: ParquetMaskStore(path) for name, path in (grid_stores or {}).items()}
     fns = {name: create_baseline(name) for name in baselines}
     methods = [*fns, *opened, *products]
     evaluators = {name: Evaluator(eval_config) for name in methods}
@@ -78,7 +82,8 @@ def evaluate_heldout(
                                else multinet_mask(parts, (h, w), "geomean"))
             if row is None and len(grid) < grid_frames:
                 row = GridRow(f"{rec.video}/{rec.frame}", rec.image, rec.gt_mask)
-                row.masks = {k: v for k, v in masks.items() if v is not None}
+                row.masks = {**_grid_masks(shown, rec),
+                             **{k: v for k, v in masks.items() if v is not None}}
                 grid.append(row)
             for name, soft in masks.items():
                 if soft is None:
@@ -92,3 +97,16 @@ def evaluate_heldout(
         for name, ev in evaluators.items()
     }
     return results, grid
+
+
+def _grid_masks(stores: Mapping[str, Any], rec) -> dict[str, np.ndarray]:
+    """The grid-only columns' masks of one frame (a store without it leaves its cell out)."""
+    from popdistill.evaluate.masks_io import MaskReadError
+
+    out = {}
+    for name, store in stores.items():
+        try:
+            out[name] = store.get(rec.video, rec.frame)
+        except MaskReadError:
+            continue
+    return out

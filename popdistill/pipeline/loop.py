@@ -70,8 +70,10 @@ class _Run:
     def __init__(self, cfg: RunConfig, log: Log):
         from popdistill.tracking.client import create_tracker
 
-        self.cfg, self.log = cfg, log
+        self.cfg = cfg
         self.root = RunPath.of(cfg.out).mkdir()
+        self.log_dir = Path(self.root.path) / "logs" if self.root.is_local else None
+        self.log = _tee(log, self.log_dir / "run.log") if self.log_dir is not None else log
         self.manifest = Manifest(self.root)
         self.manifest.bind_config(resolved(cfg), section_defaults())
         self.tracker = create_tracker(self.root.uri, cfg.tracking)
@@ -88,6 +90,18 @@ class _Run:
 
     def gen_root(self, k: int) -> RunPath:
         return self.root / f"gen-{k}"
+
+
+def _tee(log: Log, path: Path) -> Log:
+    """``log``, and every line also appended to ``path`` with its time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def both(message: str) -> None:
+        log(message)
+        with open(path, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    return both
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -173,6 +187,11 @@ def _select(run: _Run, gen_run, k: int, stores: dict[str, str], evalseg: str,
                and sel.threshold is None else ")")
             + (f" + {int(stats['selection/teacher_frames'])} of generation 1's selected frames "
                "(selection.keep_teacher)" if sel.keep_teacher else ""))
+    if root.is_local:
+        from popdistill.teacher.report import teacher_contact_sheet
+
+        teacher_contact_sheet(root / "scored", root / "selected",
+                              Path(root.path) / "contact_sheet.png", method="label")
     if not kept.any():
         raise RuntimeError(
             f"generation {k}: selection kept no frame: every candidate mask is empty at 0.5"
@@ -190,7 +209,7 @@ def _train(run: _Run, gen_run, k: int, sel: Selection, val_store: str) -> dict[s
     from popdistill.train.loop import CHECKPOINT_FILE
 
     cfgs = run.cfg.train_configs(sel.selected, val_store, run.gen_root(k).uri)
-    results = train_population(cfgs, run.cfg.students.max_concurrent)
+    results = train_population(cfgs, run.cfg.students.max_concurrent, log=run.log)
     failed = {n: s["error"] for n, s in results.items() if "error" in s}
     if failed:
         name = sorted(failed)[0]
@@ -219,14 +238,17 @@ def _train(run: _Run, gen_run, k: int, sel: Selection, val_store: str) -> dict[s
     return out
 
 
-def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], sel: Selection) -> dict:
+def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], sel: Selection,
+              teacher_store: str) -> dict:
+    """Held-out scores of generation ``k``'s students and Multi-Net; mask grids with VideoPCA's
+    masks (``teacher_store``, unscored here) beside them."""
     from popdistill.evaluate.report import save_mask_grid
     from popdistill.pipeline.heldout import evaluate_heldout
 
     cfg = run.cfg
     results, grid = evaluate_heldout(cfg.eval, stores, {MULTINET: list(stores)},
                                      eval_config=cfg.eval_config(), grid_frames=cfg.grid_frames,
-                                     log=run.log)
+                                     log=run.log, grid_stores={VIDEOPCA: teacher_store})
     overall = {name: r["overall"] for name, r in results.items()}
     _write_evaluation(run.gen_root(k) / "evaluation.json", results)
     local = run.root.is_local
@@ -243,7 +265,7 @@ def _evaluate(run: _Run, gen_run, k: int, stores: dict[str, str], sel: Selection
                          if overall[MULTINET][m] is not None})
     if local and grid:
         png = save_mask_grid(Path(run.gen_root(k).path) / "grids" / "all.png", grid,
-                             [*stores, MULTINET])
+                             [VIDEOPCA, *stores, MULTINET])
         gen_run.log_artifact(png, "masks")
     return overall
 
@@ -292,7 +314,8 @@ def _generation(run: _Run, k: int, prev: Generation | None, baselines: Baselines
     ckpts = {n: t.checkpoint for n, t in train.items()}
     eval_stores = run.step(f"{g}/predict-eval", lambda: _predict(
         run, ckpts, run.cfg.eval, run.gen_root(k) / "eval", k))
-    overall = run.step(f"{g}/evaluate", lambda: _evaluate(run, gen_run, k, eval_stores, sel))
+    overall = run.step(f"{g}/evaluate", lambda: _evaluate(run, gen_run, k, eval_stores, sel,
+                                                                         baselines.store))
     gen_run.end("FINISHED")
     return Generation(k, sel, train, overall, frames_store, teacher_selected)
 
@@ -313,18 +336,41 @@ def results_table(baselines: dict, generations: list[dict]) -> list[dict[str, An
     return rows
 
 
-def format_results(rows: list[dict[str, Any]]) -> str:
-    """The table as text, P / J / CorLoc in percent."""
-    from popdistill.tracking.tables import Column, number, text_table
+def results_columns(rows: list[dict[str, Any]]) -> list:
+    """The results table's columns (text and HTML): P / J / CorLoc in percent; the last is
+    each generation row's J against VideoPCA's."""
+    from popdistill.tracking.tables import Column, number
 
-    return text_table(rows, [
+    return [
         Column("method", 22, lambda r: r["method"], "<"),
         Column("gen", 3, lambda r: str(r["generation"])),
         Column("P%", 6, number("P", 100)),
         Column("J%", 6, number("J", 100)),
         Column("CorLoc%", 8, number("CorLoc", 100)),
         Column("frames", 7, lambda r: str(r["frames"] or 0)),
-    ])
+        Column("vs VideoPCA", 12, _versus_teacher(rows)),
+    ]
+
+
+def format_results(rows: list[dict[str, Any]]) -> str:
+    """The table as text (:func:`results_columns`)."""
+    from popdistill.tracking.tables import text_table
+
+    return text_table(rows, results_columns(rows))
+
+
+def _versus_teacher(rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], str]:
+    """A cell function: a row's J minus VideoPCA's, in points, with ``beats`` where it is
+    higher (the thesis's question: do the students beat their teacher?)."""
+    teacher = next((r["J"] for r in rows if r["method"] == VIDEOPCA), None)
+
+    def cell(r: dict[str, Any]) -> str:
+        if r["generation"] == "-" or teacher is None or r["J"] is None:
+            return ""
+        diff = 100 * (r["J"] - teacher)
+        return f"{diff:+.1f}" + (" beats" if diff > 0 else "")
+
+    return cell
 
 
 def _report(run: _Run, baselines: Baselines, generations: list[Generation],
@@ -363,29 +409,69 @@ def _report(run: _Run, baselines: Baselines, generations: list[Generation],
         js = [m["J"] for n, m in g.results.items() if n != MULTINET and m.get("J") is not None]
         if js:
             run.parent.log_metrics({"students/mean_J": sum(js) / len(js)}, step=g.generation)
+    if run.root.is_local:
+        report["report_html"] = str(_report_html(run, report, rows, series, generations))
     return report
 
 
-def run_pipeline(cfg: RunConfig, log: Log = print) -> dict[str, Any]:
+def _report_html(run: _Run, report: dict, rows: list[dict], series: dict,
+                 generations: list[Generation]) -> Path:
+    """RUN_DIR/report.html (:mod:`popdistill.pipeline.html_report`)."""
+    from popdistill.pipeline.html_report import write_report_html
+    from popdistill.tracking.figures import generation_figure
+    from popdistill.tracking.tables import table_html
+
+    root = Path(run.root.path)
+    curve = None
+    if series:
+        curve = root / "J_by_generation.png"
+        generation_figure(series).savefig(curve)
+    teacher = next((r["J"] for r in rows if r["method"] == VIDEOPCA), None)
+    table = table_html(rows, results_columns(rows), lambda r: r["generation"] != "-"
+                       and teacher is not None and (r["J"] or 0) > teacher)
+    figures = []
+    for g in generations:
+        gen = root / f"gen-{g.generation}"
+        labels = (gen / "teacher" / "contact_sheet.png" if g.generation == 1
+                  else gen / "selection" / "contact_sheet.png")
+        figures.append((g.generation, [
+            ("Held-out frames: the image, its ground truth (outlined), VideoPCA, every student "
+             "and the Multi-Net", gen / "grids" / "all.png"),
+            (f"The pseudo-labels generation {g.generation} trained on: selected (top) and "
+             "rejected frames, each beside its ground truth", labels),
+        ]))
+    return write_report_html(root / "report.html", report, table, curve, figures,
+                             note=f"{len(generations)} generation(s), "
+                                  f"{len(run.cfg.students.names)} students.")
+
+
+def run_pipeline(cfg: RunConfig, log: Log = print, verbose: bool = True) -> dict[str, Any]:
     """Run (or resume) the whole pipeline; returns the report (also ``RUN_DIR/report.json``).
-    Holds the run directory's writer lock (:mod:`popdistill.pipeline.lock`) throughout."""
+    Holds the run directory's writer lock (:mod:`popdistill.pipeline.lock`) throughout. Not
+    ``verbose``: Ray's INFO lines and internal warnings go to ``RUN_DIR/logs/ray.log``, not to
+    the terminal (:func:`popdistill.ray_env.quiet_ray`); our own lines also go to
+    ``RUN_DIR/logs/run.log``."""
     from popdistill.pipeline.lock import writer_lock
 
     with writer_lock(cfg.out, log):
-        return _run_pipeline(cfg, log)
+        return _run_pipeline(cfg, log, verbose)
 
 
-def _run_pipeline(cfg: RunConfig, log: Log) -> dict[str, Any]:
-    from popdistill.ray_env import init_ray
+def _run_pipeline(cfg: RunConfig, log: Log, verbose: bool = True) -> dict[str, Any]:
+    from popdistill.ray_env import init_ray, quiet_mlflow, quiet_ray
 
     t0 = time.time()
+    if not verbose:
+        quiet_mlflow()
     run = _Run(cfg, log)
     try:
         data = {"train": run.step("data/train", lambda: ensure_data(cfg.data, log)),
                 "eval": run.step("data/eval", lambda: ensure_data(cfg.eval, log))}
         if cfg.later_data is not None and cfg.generations > 1:
             data["later"] = run.step("data/later", lambda: ensure_data(cfg.later_data, log))
-        init_ray(cfg.resources.address, cfg.resources.num_cpus)
+        init_ray(cfg.resources.address, cfg.resources.num_cpus, quiet=not verbose)
+        if not verbose:
+            quiet_ray(run.log_dir)
         baselines = run.step("eval/videopca", lambda: _heldout_baselines(run),
                              lambda data: from_json(Baselines, data))
         generations: list[Generation] = []

@@ -42,10 +42,11 @@ def print_teacher_report(report: dict, out: Callable[[str], None] = print) -> No
         out(f"  ... and {len(skipped) - 10} more")
 
 
-def teacher_contact_sheet(store, selected, out_png, per_group: int = 4, seed: int = 0):
+def teacher_contact_sheet(store, selected, out_png, per_group: int = 4, seed: int = 0,
+                          method: str = "VideoPCA"):
     """A PNG of frames with the teacher's mask beside the ground truth: ``per_group`` frames of
     the ``selected`` store and ``per_group`` other frames of ``store``, from different videos.
-    Returns the path, or None when the store is empty."""
+    ``method`` names the masks' column. Returns the path, or None when the store is empty."""
     import numpy as np
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -71,5 +72,5 @@ def teacher_contact_sheet(store, selected, out_png, per_group: int = 4, seed: in
         for video, frame in zip(picks.video, picks.frame):
             flt = (pc.field("video") == video) & (pc.field("frame") == int(frame))
             rec = FrameRecord.from_row(ds.to_table(filter=flt).to_pylist()[0])
-            rows.append(GridRow(f"{name} {video}#{frame} score {rec.score:.2f}", rec.image, rec.gt_mask, {"VideoPCA": rec.mask}))
-    return save_mask_grid(out_png, rows, ["VideoPCA"])
+            rows.append(GridRow(f"{name} {video}#{frame} score {rec.score:.2f}", rec.image, rec.gt_mask, {method: rec.mask}))
+    return save_mask_grid(out_png, rows, [method])

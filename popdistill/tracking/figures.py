@@ -18,6 +18,9 @@ def generation_figure(series: Mapping[str, Mapping[int, float]], metric: str = "
     for name, values in series.items():
         gens = sorted(values)
         ax.plot(gens, [values[g] for g in gens], marker="o", label=name)
+    gens_all = sorted({g for values in series.values() for g in values})
+    if gens_all:
+        ax.set_xticks(gens_all)
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} by generation")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Column", "number", "text_table", "table_markdown", "table_csv"]
+__all__ = ["Column", "number", "text_table", "table_html", "table_markdown", "table_csv"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,19 @@ def table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in cols) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def table_html(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column],
+               highlight: Callable[[Mapping[str, Any]], bool] | None = None) -> str:
+    """The text table's columns as an HTML ``<table>`` (cells escaped); rows where
+    ``highlight`` is true get ``class="beats"``."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(c.header)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cls = ' class="beats"' if highlight is not None and highlight(row) else ""
+        cells = "".join(f'<td class="{"l" if c.align == "<" else "r"}">{escape(str(c.cell(row)))}</td>'
+                        for c in columns)
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,14 +153,18 @@ def fit_evalseg(
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
     precision: str = "fp32",
+    log: Callable[[str], None] | None = None,
 ) -> list[float]:
     """Train ``model`` (EvalSeg-Net) on ``pairs`` with MSE (forward at ``precision``, the loss
-    in fp32); returns the mean loss per epoch."""
+    in fp32); returns the mean loss per epoch. With ``log``, progress over the epochs."""
+    from popdistill.progress import Progress
+
     device = next(model.parameters()).device
     optimizer = optimizer or torch.optim.Adam(_param_groups(model, lr))
     generator = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
+    bar = Progress(epochs, "evalseg", "epochs", log) if log is not None else None
     for _ in range(epochs):
         total, n = 0.0, 0
         order = torch.randperm(len(pairs), generator=generator)
@@ -179,6 +183,10 @@ def fit_evalseg(
             total += float(loss.detach()) * len(targets)
             n += len(targets)
         losses.append(total / max(n, 1))
+        if bar is not None:
+            bar.update(1, loss=f"{losses[-1]:.4f}")
+    if bar is not None:
+        bar.close()
     return losses
 
 
@@ -265,7 +273,7 @@ def train_evalseg(cfg: EvalSegTrainConfig, log=print) -> dict[str, Any]:
     )
     optimizer = torch.optim.Adam(_param_groups(model, cfg.lr))
     losses = fit_evalseg(model, pairs, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, optimizer,
-                         precision)
+                         precision, log)
     model = model.cpu()  # saved as a CPU checkpoint, loadable anywhere
     target = RunPath.of(cfg.out) / "evalseg" / f"{cfg.model}.pt"
     with tempfile.TemporaryDirectory() as d:

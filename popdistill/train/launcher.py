@@ -19,7 +19,7 @@ for their data forever, silently (see :func:`read_store`).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from popdistill.config import load, to_dict
@@ -234,13 +234,14 @@ def concurrent_runs(
 
 
 def train_population(
-    cfgs: Sequence[TrainConfig], max_concurrent: int | None = None
+    cfgs: Sequence[TrainConfig], max_concurrent: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train several students concurrently (Ray must be initialised); name -> summary.
 
     At most ``max_concurrent`` runs at once (default: as many as the cluster's resources fit,
     :func:`concurrent_runs`). A student whose run failed maps to ``{"name", "student",
-    "error"}``; the others' results are kept.
+    "error"}``; the others' results are kept. With ``log``, each student's epochs as progress.
     """
     import ray
     from ray import tune
@@ -276,6 +277,7 @@ def train_population(
             storage_filesystem=None if root.is_local else root.fs,
             failure_config=tune.FailureConfig(max_failures=0),  # retries happen inside Train
             verbose=0,
+            callbacks=[_epoch_progress(by_name, log)] if log is not None else None,
         ),
     )
     grid = tuner.fit()
@@ -289,6 +291,35 @@ def train_population(
         else:
             out[name] = {"name": name, "student": by_name[name].student, "error": str(result.error)}
     return out
+
+
+def _epoch_progress(cfgs: dict[str, TrainConfig], log: Callable[[str], None]):
+    """A Tune callback: one progress bar per student over its epochs, with its last loss."""
+    from ray import tune
+
+    from popdistill.progress import Progress
+
+    class EpochProgress(tune.Callback):
+        def __init__(self) -> None:
+            self.bars: dict[str, Progress] = {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            name = _trial_name(trial)
+            if "epoch" not in result or name not in cfgs:
+                return
+            bar = self.bars.get(name)
+            if bar is None:
+                bar = self.bars[name] = Progress(cfgs[name].epochs, f"train {name}", "epochs", log)
+            step = int(result["epoch"]) + 1 - bar.done
+            if step > 0:
+                bar.update(step, loss=f"{float(result.get('train_loss', float('nan'))):.4f}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            bar = self.bars.pop(_trial_name(trial), None)
+            if bar is not None:
+                bar.close()
+
+    return EpochProgress()
 
 
 def _trial_name(trial) -> str:

@@ -243,7 +243,8 @@ def test_results_table_lists_baselines_then_each_generation():
         ("Multi-Net", 2)]
     text = format_results(rows).splitlines()
     assert text[2].split() == ["centre", "prior", "-", "90.0", "10.0", "-", "10"]
-    assert text[6].split() == ["a", "2", "90.0", "50.0", "-", "10"]
+    assert text[6].split() == ["a", "2", "90.0", "50.0", "-", "10", "+25.0", "beats"]
+    assert text[4].split() == ["a", "1", "90.0", "25.0", "-", "10", "+0.0"]  # ties: no "beats"
     assert not math.isnan(rows[3]["P"])
 
 
