@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "teachtext": "popdistill.commands.teachtext",
     "sweep": "popdistill.commands.sweep",
     "retrieval-corpus": "popdistill.commands.retrieval_corpus",
+    "config": "popdistill.commands.config",
 }
 
 

@@ -25,13 +25,21 @@ class ResourcesConfig:
     beside two actors. ``gpus_per_worker`` < 1 lets several students train at once on one GPU
     (0.2: the five of a population together); Ray Tune starts as many as the GPUs fit."""
 
+    # Ray cluster address (null: RAY_ADDRESS, else a local Ray)
     address: str | None = None
+    # CPUs of a local Ray (null: the machine's)
     num_cpus: int | None = None
+    # the teacher's and the students' inference actors
     actors: int = 2
+    # CPUs per training worker (0.9: two students train at once on 2 CPUs)
     cpus_per_worker: float = 0.9
+    # CPUs per inference actor (actors x actor_cpus + a read task must fit the CPUs)
     actor_cpus: float = 0.5
+    # use GPUs: auto (when the cluster has them), yes or no
     gpu: str = choice(GPU_MODES[0], GPU_MODES)
+    # GPUs per training worker (< 1: students share a GPU; 0.2: five on one)
     gpus_per_worker: float = 1.0
+    # GPUs per inference actor when GPUs are used
     gpus_per_actor: float = 0.25
 
     def use_gpu(self) -> bool | None:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from popdistill.config import choice
 from popdistill.data.schema import Skipped
 from popdistill.errors import UserError
 from popdistill.evaluate.boxes import BOX_MODES, mask_to_box, max_box_iou
@@ -182,9 +183,10 @@ def corloc_hit(
 class EvalConfig:
     """Evaluation settings: binarisation threshold for P/J/boxes and the box rule for CorLoc."""
 
-    threshold: float = 0.5
-    box_mode: str = "largest"
-    beta2: float = BETA2
+    threshold: float = 0.5  # a soft mask is foreground where >= this (P, J and boxes)
+    # CorLoc's box: around the largest 8-connected component (largest) or all foreground (all)
+    box_mode: str = choice(BOX_MODES[0], BOX_MODES)
+    beta2: float = BETA2  # the F-measure's beta squared (0.3, the saliency literature's)
 
     def validate(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:

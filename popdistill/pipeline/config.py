@@ -46,9 +46,15 @@ class DataConfig:
     ``world`` (``popdistill world`` parameters: preset, videos, frames, size, seed, knobs) the
     embedded world is generated at ``path`` when it is missing."""
 
+    # the data set folder (a local path or a bucket URI)
     path: str = ""
+    # its reader: davis, youtube_objects, object_discovery or video_folder (`popdistill evaluate
+    # --help`)
     format: str = "davis"
+    # the reader's options, e.g. {resolution: 480p} or a video_folder's {fps: 5, size: 256}
     reader_options: dict[str, Any] = field(default_factory=dict)
+    # `popdistill world` parameters (preset, videos, frames, size, seed, ...): the embedded world
+    # is generated at `path` when it is missing
     world: dict[str, Any] | None = None
 
     def validate(self) -> None:
@@ -111,14 +117,29 @@ class SelectionConfig:
     corpus at once.
     """
 
+    # the fraction of frames each generation keeps (generation 1 by VideoPCA score, later ones by
+    # `scorer`)
     top: float = 0.1
+    # generations >= 2: keep the frames scoring at least this instead of the `top` fraction
     threshold: float | None = None
+    # generations >= 2: evalseg (EvalSeg-Net's predicted quality, the thesis) or agreement (its
+    # training target computed exactly)
     scorer: str = choice(SCORERS[0], SCORERS)
+    # generation 1's VideoPCA mask of each frame is one more candidate beside the students' masks
     with_teacher: bool = False
+    # the Multi-Net mask both scorers measure agreement with: product (the thesis) or geomean, its
+    # n-th root
     ensemble: str = choice(ENSEMBLES[0], ENSEMBLES)
+    # zero each kept mask of generations >= 2 outside its hysteresis support before it becomes a
+    # label
     support: bool = False
+    # what a kept frame of generations >= 2 trains on: its best mask (best), the candidates'
+    # ensemble mask, that binarised, or their plain product
     labels: str = choice(LABEL_RULES[0], LABEL_RULES)
+    # generations >= 2 also train on generation 1's selected frames their own selection left out
     keep_teacher: bool = False
+    # keep the `top` fraction within each of K equal-count strata of the frames' edge density (1:
+    # the whole corpus at once)
     strata: int = 1
 
     def validate(self) -> None:
@@ -135,8 +156,12 @@ class StudentsConfig:
     """The population: registry names, per-student ``create_student`` keywords, and how many
     train at once (None: as many as the cluster fits)."""
 
+    # the population: registry names (`popdistill.students.list_students()`), one Ray Train run
+    # each
     names: list[str] = field(default_factory=lambda: ["lowres_tiny", "unet_tiny"])
+    # per-student `create_student` keywords, e.g. {unet_tiny: {width: 16}}
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # students trained at once (null: as many as the cluster's CPUs / GPUs fit)
     max_concurrent: int | None = None
 
     def validate(self) -> None:
@@ -161,24 +186,25 @@ class StudentsConfig:
 class RunConfig:
     """A whole pipeline run. ``out``: the run directory (local path or bucket URI)."""
 
-    data: DataConfig
-    eval: DataConfig
+    data: DataConfig  # the training videos (their ground truth is never used to train)
+    eval: DataConfig  # held-out videos with ground truth: the table's numbers
     # the videos generations >= 2 select from (None: ``data``): every generation-(k-1) student
     # predicts each of their frames; usually ``data`` and more (the thesis: more unlabeled data
     # grows more useful as the students grow stronger than their first teacher)
     later_data: DataConfig | None = None
-    out: str = "runs/run"
+    out: str = "runs/run"  # the run directory: stores, checkpoints, reports (path or bucket URI)
     name: str | None = None  # the MLflow parent run's name; default: the run directory's name
-    generations: int = 2
-    teacher: TeacherConfig = section(TeacherConfig)
+    generations: int = 2  # teacher -> students, then (k >= 2) students -> students
+    teacher: TeacherConfig = section(TeacherConfig)  # the VideoPCA teacher of generation 1
+    # which pseudo-labels each generation trains on
     selection: SelectionConfig = field(default_factory=SelectionConfig)
-    students: StudentsConfig = field(default_factory=StudentsConfig)
-    training: TrainConfig = section(TrainConfig)
-    evalseg: EvalSegTrainConfig = section(EvalSegTrainConfig)
-    evaluation: EvalConfig = section(EvalConfig)
+    students: StudentsConfig = field(default_factory=StudentsConfig)  # the population
+    training: TrainConfig = section(TrainConfig)  # how each student trains
+    evalseg: EvalSegTrainConfig = section(EvalSegTrainConfig)  # EvalSeg-Net's training
+    evaluation: EvalConfig = section(EvalConfig)  # how held-out masks are scored
     grid_frames: int = 6  # frames in each mask-grid PNG
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)  # Ray
 
     def validate(self) -> None:
         if self.generations < 1:

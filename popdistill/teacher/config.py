@@ -39,21 +39,37 @@ class VideoPCAConfig:
     - ``colour_lut``: code colours through a 2^24 look-up table (fast) instead of arithmetic.
     """
 
+    # frames are resized to size x size pixels (the paper: 300)
     size: int = 128
+    # principal directions that model the background
     k: int = 3
+    # Gaussian blur sigma for 300-px frames, scaled by size / 300
     blur_sigma_at_300: float = 5.0
+    # the blur kernel's radius in sigmas
     blur_truncate: float = 4.0
+    # the centre prior's sigma as a fraction of min(height, width)
     prior_sigma_frac: float = 1.0 / 3.0
+    # threshold on the renormalised blurred cue for the rough foreground / background split
     fg_threshold: float = 0.5
+    # scope of the min-max renormalisation: each frame (frame) or the whole window (window)
     norm_scope: str = choice("frame", ["frame", "window"])
+    # colour histogram bins (x, y, v)
     bins: tuple[int, int, int] = (100, 25, 10)
+    # added to every background histogram bin
     bg_smoothing: float = 1.0
+    # compare histograms divided by their totals (the public code) rather than raw counts
     hist_normalise: bool = True
+    # hysteresis threshold: seeds, on the renormalised score x prior
     hysteresis_high: float = 0.8
+    # hysteresis threshold: pixels kept when 8-connected to a seed
     hysteresis_low: float = 0.5
+    # frames per PCA window
     window: int = 64
+    # window step in frames (0: `window`, no overlap)
     stride: int = 0
+    # a tail shorter than this is merged into the previous window
     min_window: int = 16
+    # code colours through a 2^24 look-up table (fast) instead of arithmetic
     colour_lut: bool = True
 
     def validate(self) -> None:
@@ -88,14 +104,19 @@ class TeacherConfig:
     format: str = job("davis")
     out: str = job("", required=True)
     reader_options: dict[str, Any] = job(default_factory=dict)
+    # the VideoPCA algorithm's settings
     videopca: VideoPCAConfig = field(default_factory=VideoPCAConfig)
     select_top: float = job(0.1)
     select_strata: int = job(1)
+    # frames per unit of work sent to an actor (a video is cut into chunks of this many)
     chunk_frames: int = 128
     actors: int = job(ResourcesConfig.actors)
     actor_cpus: float = job(ResourcesConfig.actor_cpus)
+    # CPUs of each Ray Data read task (decoding videos into chunks)
     read_cpus: float = 0.25
+    # torch threads in each VideoPCA actor
     torch_threads: int = 1
+    # also write every soft mask as an 8-bit PNG under this folder
     export_png: str | None = None
     generation: int = job(1)
     evaluate: bool = job(True)

@@ -63,9 +63,9 @@ _BAD_KEY_CHARS = re.compile(r"[^\w./\- ]")
 class TrackingConfig:
     """``tracking:`` config section. ``uri`` None -> ``$MLFLOW_TRACKING_URI`` or the run dir."""
 
-    enabled: bool = True
-    uri: str | None = None
-    experiment: str = "popdistill"
+    enabled: bool = True  # log the run tree to MLflow
+    uri: str | None = None  # MLflow tracking URI (null: $MLFLOW_TRACKING_URI, else RUN_DIR/mlflow.db)
+    experiment: str = "popdistill"  # the MLflow experiment the runs go to
 
 
 # -- pure helpers -----------------------------------------------------------------------------

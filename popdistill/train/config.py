@@ -109,6 +109,7 @@ class TrainConfig:
     student: str = job("lowres")
     model: dict[str, Any] = job(default_factory=dict)  # create_student keyword overrides
     name: str | None = job(None)  # run name; default: the student name
+    # passes over the selected frames per student
     epochs: int = 20
     # Budgets besides ``epochs``: training ends at whichever comes first (None: no such limit);
     # the epoch in which a budget runs out ends there, and is the last one checkpointed.
@@ -117,10 +118,12 @@ class TrainConfig:
     # fp32, bf16 (autocast; channels_last on CUDA) or auto: bf16 on CUDA, fp32 on a CPU
     precision: str = choice("auto", PRECISIONS)
     batch_size: int | None = None  # None: 32 (LowRes-style) or 16 (full-resolution output)
+    # frames per validation batch
     val_batch_size: int = 64
     # validate every this many epochs, and always after the last; 0: never (the pipeline
     # scores every student on its held-out videos after training anyway)
     val_every: int = 1
+    # Adam learning rate (the papers: 1e-3)
     lr: float = 1e-3
     # constant (the papers) or cosine: annealed from ``lr`` towards zero over ``epochs``, one
     # rate per epoch (loop.lr_factor); smaller last steps steady the final student.
@@ -128,9 +131,13 @@ class TrainConfig:
     # 0: off; else validate, checkpoint and predict with an exponential moving average of the
     # weights (popdistill.train.ema), over about the last 1 / (1 - ema_decay) steps.
     ema_decay: float = 0.0
+    # Adam weight decay
     weight_decay: float = 0.0
+    # loss to the teacher's soft mask
     loss: str = choice(LOSSES[0], LOSSES)
+    # joint image / mask augmentation; sizes default to the model's
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # weights, batch order and augmentation; the same seed reruns the same batches
     seed: int = 0
     # Scaling: per-worker CPUs (0.9 lets two runs share a 2-CPU machine with their drivers),
     # CPUs of each population trial's driver, CPUs of each Ray Data read task.
@@ -138,7 +145,9 @@ class TrainConfig:
     use_gpu: bool | None = job(None)  # None: use GPUs when the cluster has them
     gpus_per_worker: float = job(ResourcesConfig.gpus_per_worker)  # < 1: students share a GPU
     cpus_per_worker: float = job(ResourcesConfig.cpus_per_worker)
+    # CPUs of each student's trial driver (Ray Tune)
     driver_cpus: float = 0.01
+    # CPUs of each Ray Data read task of a streamed store
     data_cpus: float = 0.05
     torch_threads: int = 1  # per CPU worker
     # Stores of at most this many MB (Parquet on disk) are read once into the Ray object store;
@@ -146,8 +155,10 @@ class TrainConfig:
     cache_mb: float = 1024.0
     shuffle_buffer: int = 256  # rows in each worker's local shuffle buffer (0: no shuffle)
     checkpoint_every: int = 1  # epochs; the last epoch is always checkpointed
+    # checkpoints kept per student (the newest)
     keep_checkpoints: int = 2
     max_failures: int = 2  # worker-group restarts (each resumes from the latest checkpoint)
+    # a rerun continues each student from its latest checkpoint
     resume: bool = True
     # Fault injection for tests: the worker exits at the start of ``fault_epoch`` once, when
     # the file ``fault_marker`` does not exist yet (it is created first).

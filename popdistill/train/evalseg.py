@@ -56,19 +56,28 @@ class EvalSegTrainConfig:
     store: str = job("", required=True)
     students: list[str] = job(default_factory=list, required=True)
     out: str = job("", required=True)
+    # the EvalSeg-Net variant (`popdistill.students.list_evalseg()`)
     model: str = "evalseg"
+    # its `create_evalseg` keywords
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # passes over the (frame, student mask) pairs
     epochs: int = 10
+    # pairs per step
     batch_size: int = 16
+    # Adam learning rate (the thesis: 1e-4)
     lr: float = 1e-4
+    # weights and pair order
     seed: int = 0
     max_frames: int = 5000  # frames used, spread evenly over all of the store's videos
+    # frames read from the store at a time
     read_batch: int = 64
+    # torch threads while building pairs and training
     torch_threads: int = 1
     ensemble: str = job(ENSEMBLES[0])  # selection.ensemble in a run
     # the students' masks and EvalSeg-Net's training run on CUDA when ``gpu`` allows it
     # (resources.gpu), at ``precision`` (popdistill.students.device)
     gpu: str = job(GPU_MODES[0])  # resources.gpu in a run
+    # fp32, bf16 (autocast) or auto (bf16 on CUDA)
     precision: str = choice("auto", PRECISIONS)
 
     def validate(self) -> None:

@@ -84,7 +84,7 @@ def test_valid_config_builds_every_step_config():
         ("data.fromat", "davis", "unknown field 'data.fromat'; valid fields: format, path,"),
         ("training.loss", "l1", "training.loss: 'l1' is not one of mse, bce"),
         ("resources.gpu", "maybe", "resources.gpu: 'maybe' is not one of auto, yes, no"),
-        ("evaluation.box_mode", "biggest", "evaluation: box_mode: 'biggest' is not one of"),
+        ("evaluation.box_mode", "biggest", "evaluation.box_mode: 'biggest' is not one of largest, all"),
         ("training.epochs", "three", "training.epochs: expected an integer, got 'three'"),
         ("generations", 2.5, "generations: expected an integer, got 2.5"),
         ("teacher.videopca.k", "3", "teacher.videopca.k: expected an integer"),
