@@ -58,6 +58,7 @@ def evaluate_heldout(
     reader = create_reader(data.format, data.path, **data.reader_options)
     skipped: list[Skipped] = list(reader.skipped)
     grid: list = []
+    gt_seen = False
     frames = 0
     for ref in reader.videos():
         row = None
@@ -67,7 +68,20 @@ def evaluate_heldout(
             if not has_gt:
                 for ev in evaluators.values():
                     ev.add(rec.video, None)
+                if row is None and len(grid) < grid_frames and not gt_seen:
+                    # videos without ground truth (your own): the grid still shows their masks
+                    row = GridRow(f"{rec.video}/{rec.frame}", rec.image, None)
+                    row.masks = {**_grid_masks(shown, rec), **_grid_masks(opened, rec)}
+                    if len(products) and all(m in row.masks for m in next(iter(products.values()))):
+                        for name, members in products.items():
+                            row.masks[name] = multinet_mask([row.masks[m] for m in members],
+                                                            rec.image.shape[:2], "geomean")
+                    grid.append(row)
                 continue
+            if not gt_seen:  # ground truth after all: the grid shows frames that have it
+                grid = [r for r in grid if r.gt_mask is not None]
+                gt_seen = True
+                row = None
             h, w = rec.image.shape[:2]
             masks: dict[str, np.ndarray | None] = {n: fn(h, w) for n, fn in fns.items()}
             for name, store in opened.items():
