@@ -15,7 +15,7 @@ class Progress:
     """``Progress(total, label, unit)``; ``update(n, **postfix)``, ``close()``.
 
     On a terminal (``sys.stderr`` is a TTY) a tqdm bar; elsewhere ``log`` gets a line at most
-    every ``every`` seconds: ``<label>: 3/20 videos, frames 144 (29 videos/s)``."""
+    every ``every`` seconds: ``<label>: 3/20 videos, frames 144 (0.6 videos/s, about 28 s left)``."""
 
     def __init__(self, total: int, label: str, unit: str = "it",
                  log: Callable[[str], None] = print, every: float = 5.0,
@@ -44,8 +44,9 @@ class Progress:
         if now - self.last >= self.every and self.done < self.total:
             self.last = now
             extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+            rate = self.done / max(now - self.t0, 1e-9)
             self.log(f"{self.label}: {self.done}/{self.total} {self.unit}{extra} "
-                     f"({self.done / max(now - self.t0, 1e-9):.1f} {self.unit}/s)")
+                     f"({rate:.1f} {self.unit}/s, about {(self.total - self.done) / max(rate, 1e-9):.0f} s left)")
 
     def close(self) -> None:
         if self.bar is not None:
