@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from popdistill.commands import add_set_option
+
 HELP = "print the config reference (every field, its default and meaning) or check a config"
 DESCRIPTION = """\
 --reference prints docs/config.md: every field of every section of a `popdistill run` config,
@@ -20,8 +22,7 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="a run config to check and print resolved")
     p.add_argument("--reference", action="store_true", help="print the config reference (Markdown)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one field, as `popdistill run --set` (repeatable)")
+    add_set_option(p, "training.epochs=8")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from popdistill.commands import add_set_option
+
 HELP = "run the multi-generation pipeline (teacher -> students -> EvalSeg-Net -> ...) from one config"
 DESCRIPTION = """\
 Run the whole pipeline described by one YAML config: the VideoPCA teacher on the training
@@ -29,9 +31,7 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="run config (YAML), e.g. configs/quickstart.yaml")
     p.add_argument("--out", help="run directory (overrides the config's `out`)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config field, e.g. training.epochs=8 or "
-                        "resources.gpus_per_worker=0.2 (VALUE is YAML; repeatable)")
+    add_set_option(p, "training.epochs=8 or resources.gpus_per_worker=0.2")
     p.add_argument("--address", help="Ray cluster address (default: resources.address, "
                    "RAY_ADDRESS, else a local Ray)")
     p.add_argument("--verbose", action="store_true",

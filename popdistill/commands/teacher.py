@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from popdistill.commands import add_set_option
+
 HELP = "run the VideoPCA teacher on Ray Data and select its most confident masks"
 DESCRIPTION = """\
 Run the VideoPCA teacher (unsupervised foreground discovery) over every video of a data set
@@ -26,9 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from popdistill.teacher.config import VideoPCAConfig as V
 
     p.add_argument("--config", help="YAML file with the teacher config (fields of TeacherConfig); flags override it")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="set any field of the config (dotted, VALUE read as YAML), after the "
-                        "file and the flags; e.g. --set videopca.k=5 --set read_cpus=0.5 (repeatable)")
+    add_set_option(p, "--set videopca.k=5 --set read_cpus=0.5")
     p.add_argument("--data", help="data set folder (or video folder)")
     p.add_argument("--format", help=f"data set format (see `popdistill evaluate --help`); default {T.format}")
     p.add_argument("--out", help="run directory (local path or s3://, gs:// URI)")
@@ -71,7 +71,7 @@ def build_config(args: argparse.Namespace):
         base["evaluate"] = False
     from popdistill.config import apply_overrides
 
-    return load(TeacherConfig, apply_overrides(base, args.set))
+    return load(TeacherConfig, apply_overrides(base, args.overrides))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from popdistill.choices import GPU_MODES, LOSSES, LR_SCHEDULES
+from popdistill.commands import add_set_option
 
 HELP = "train the student population (one Ray Train run per student, run concurrently)"
 DESCRIPTION = """\
@@ -37,9 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from popdistill.train.config import TrainConfig as T
 
     p.add_argument("--config", help="YAML file with a PopulationConfig; flags override it")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="set any field of the config (dotted, VALUE read as YAML), after the "
-                        "file and the flags; e.g. --set train.max_seconds=60 --set train.augment.flip=false (repeatable)")
+    add_set_option(p, "--set train.max_seconds=60 --set train.augment.flip=false")
     p.add_argument("--store", help="pseudo-label store to train on (e.g. RUN_DIR/teacher/selected)")
     p.add_argument("--val-store", help="store to validate on; its ground truth gives P and J")
     p.add_argument(
@@ -125,7 +124,7 @@ def build_config(args: argparse.Namespace):
     if args.students:
         data["students"] = [s.strip() for s in args.students.split(",") if s.strip()]
     try:
-        return load(PopulationConfig, apply_overrides(data, args.set))
+        return load(PopulationConfig, apply_overrides(data, args.overrides))
     except UserError as exc:
         raise UserError(f"{args.config}: {exc}" if args.config else str(exc)) from exc
 

@@ -4,7 +4,7 @@ The names below are imported lazily: Ray Data read tasks import ``popdistill.inf
 and must not pay for torch, which ``videopca`` needs.
 """
 
-import importlib
+from popdistill._lazy import lazy_getattr
 
 _EXPORTS = {
     "TooFewFrames": "videopca",
@@ -19,8 +19,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"popdistill.teacher.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'popdistill.teacher' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

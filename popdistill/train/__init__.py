@@ -8,7 +8,7 @@ The names below are imported lazily: ``popdistill.train.config`` is torch-free (
 ``popdistill train --help``), and importing the package must not pay for torch.
 """
 
-import importlib
+from popdistill._lazy import lazy_getattr
 
 _EXPORTS = {
     "DEFAULT_STUDENTS": "config",
@@ -26,8 +26,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"popdistill.train.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'popdistill.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
