@@ -76,7 +76,7 @@ def train_throughput(out: Path) -> dict[int, float]:
 
 
 def summary(out: Path, wall: float) -> dict:
-    from popdistill.pipeline.loop import format_results
+    from popdistill.pipeline.report import format_results
 
     report = json.loads((out / "report.json").read_text())
     print(format_results(report["table"]))

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from popdistill.pipeline.config import load_run_config
-    from popdistill.pipeline.loop import format_results, run_pipeline
+    from popdistill.pipeline.loop import run_pipeline
+    from popdistill.pipeline.report import format_results
 
     cfg = load_run_config(args.config, out=args.out, overrides=args.overrides)
     if args.address:

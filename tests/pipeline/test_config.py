@@ -14,8 +14,8 @@ import yaml
 
 from popdistill.errors import UserError
 from popdistill.pipeline.config import load_run_config, parse_run_config
-from popdistill.pipeline.loop import format_results, results_table
 from popdistill.pipeline.manifest import Manifest
+from popdistill.pipeline.report import format_results, results_table
 from popdistill.selection.rescore import best_per_frame
 from popdistill.storage import RunPath
 from popdistill.students.multinet import multinet_mask

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from popdistill.pipeline.html_report import write_report_html
-from popdistill.pipeline.loop import results_columns
+from popdistill.pipeline.report import results_columns
 from popdistill.tracking.tables import table_html
 
 ROWS = [
