@@ -259,6 +259,9 @@ def train_population(
         )
     root = train_root(cfgs[0].out)
     by_name = {c.run_name: c for c in cfgs}
+    from popdistill.ray_env import release_orphan_placement_groups
+
+    release_orphan_placement_groups(log)  # a killed earlier run's workers must not hold the CPUs
 
     trainable = tune.with_resources(_population_trial, {"cpu": max(c.driver_cpus for c in cfgs)})
     tuner = tune.Tuner(
