@@ -128,10 +128,15 @@ class DuplicateKeyError(UserError):
 def safe_load_unique(text: str) -> Any:
     """``yaml.safe_load``, refusing a mapping that repeats a key: the error names the key's
     dotted path and both lines (a config with two ``training:`` sections must not run)."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is not None:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
         _check_unique(node, "")
-    return yaml.safe_load(text)
+        return loader.construct_document(node)  # the same node: the text is parsed once
+    finally:
+        loader.dispose()
 
 
 def _check_unique(node: yaml.Node, where: str) -> None:

@@ -24,8 +24,13 @@ def quiet_ray(log_dir: str | os.PathLike | None = None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy output honours verbose=0
     run_log = (logging.FileHandler(os.path.join(os.fspath(log_dir), "ray.log"))
                if log_dir is not None else None)
+    if run_log is not None:
+        run_log.set_name("popdistill-run-log")
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == "popdistill-run-log"]:
+            logger.removeHandler(old)  # an earlier run's log in this process
+            old.close()
         if run_log is not None and name in ("ray", "ray.data", "mlflow", "alembic"):
             # the roots of what propagates (Ray Data's logger does not propagate to "ray")
             run_log.setLevel(logging.INFO)

@@ -99,29 +99,30 @@ def write_report(root: RunPath, cfg: RunConfig, step_seconds: dict[str, float], 
     (root / "results.md").write_bytes(table_markdown(rows).encode())
     parent.log_table(rows, "results")
     parent.log_dict(report, "report.json")
-    if series:
-        parent.log_figure(generation_figure(series), "J_by_generation.png")
+    figure = generation_figure(series) if series else None
+    if figure is not None:
+        parent.log_figure(figure, "J_by_generation.png")
     for g in generations:
         js = [m["J"] for n, m in g.results.items() if n != MULTINET and m.get("J") is not None]
         if js:
             parent.log_metrics({"students/mean_J": sum(js) / len(js)}, step=g.generation)
     if root.is_local:
-        report["report_html"] = str(_report_html(Path(root.path), cfg, report, rows, series,
+        report["report_html"] = str(_report_html(Path(root.path), cfg, report, rows, figure,
                                                  generations))
     return report
 
 
-def _report_html(root: Path, cfg: RunConfig, report: dict, rows: list[dict], series: dict,
+def _report_html(root: Path, cfg: RunConfig, report: dict, rows: list[dict], figure: Any,
                  generations: list[Generation]) -> Path:
-    """RUN_DIR/report.html (:mod:`popdistill.pipeline.html_report`)."""
+    """RUN_DIR/report.html (:mod:`popdistill.pipeline.html_report`); ``figure``: J by
+    generation (None: none)."""
     from popdistill.pipeline.html_report import write_report_html
-    from popdistill.tracking.figures import generation_figure
     from popdistill.tracking.tables import table_html
 
     curve = None
-    if series:
+    if figure is not None:
         curve = root / "J_by_generation.png"
-        generation_figure(series).savefig(curve)
+        figure.savefig(curve)
     teacher = next((r["J"] for r in rows if r["method"] == VIDEOPCA), None)
     table = table_html(rows, results_columns(rows), lambda r: r["generation"] != "-"
                        and teacher is not None and (r["J"] or 0) > teacher)
