@@ -23,6 +23,7 @@ __all__ = [
     "records_to_table",
     "table_to_records",
     "frame_key",
+    "conform",
 ]
 
 FRAME_SCHEMA = pa.schema(
@@ -47,6 +48,9 @@ FRAME_SCHEMA = pa.schema(
         # Which teacher produced `mask` ("videopca", "student:unet", ...) and in which generation.
         pa.field("teacher", pa.string()),
         pa.field("generation", pa.int32()),
+        # The frame's edge density (selection strata), computed where the frame was decoded, so
+        # that selection reads scalars only; null in stores written before it existed.
+        pa.field("density", pa.float64()),
     ]
 )
 
@@ -75,6 +79,7 @@ class FrameRecord:
     score: float | None = None
     teacher: str | None = None
     generation: int | None = None
+    density: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -99,6 +104,7 @@ class FrameRecord:
             "score": None if self.score is None else float(self.score),
             "teacher": self.teacher,
             "generation": self.generation,
+            "density": None if self.density is None else float(self.density),
         }
         if self.gt_mask is not None:
             row["gt_mask"] = np.ascontiguousarray(self.gt_mask, dtype=np.uint8).tobytes()
@@ -134,6 +140,7 @@ class FrameRecord:
             score=row.get("score"),
             teacher=row.get("teacher"),
             generation=row.get("generation"),
+            density=row.get("density"),
         )
 
 
@@ -155,6 +162,16 @@ def decode_soft_mask(data: bytes, height: int, width: int) -> np.ndarray:
 def records_to_table(records: Iterable[FrameRecord]) -> pa.Table:
     rows = [r.to_row() for r in records]
     return pa.Table.from_pylist(rows, schema=FRAME_SCHEMA)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """``table`` in :data:`FRAME_SCHEMA`: columns in its order, optional ones it lacks (a store
+    written before they existed) as nulls."""
+    if table.schema.equals(FRAME_SCHEMA):
+        return table
+    columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in FRAME_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)
 
 
 def table_to_records(table: pa.Table) -> list[FrameRecord]:

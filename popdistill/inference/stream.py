@@ -57,11 +57,13 @@ class MaskActor:
     def write_masks(self, row: dict, records: list[FrameRecord], masks, store: RunPath,
                     export: RunPath | None, teacher: str) -> None:
         """The chunk's frames with ``masks`` (and their scores) as one chunk of ``store``."""
-        from popdistill.selection.scores import scores_for_batch
+        from popdistill.selection.scores import edge_density, scores_for_batch
 
         for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
             r.mask, r.score = m, float(s)
             r.teacher, r.generation = teacher, self.generation
+            if r.density is None:  # computed here, where the frame is decoded: selection reads it
+                r.density = edge_density(r.image)
         sink.write_chunk(store, str(row["video"]), int(row["chunk"]), records)
         if export is not None:
             sink.export_pngs(export, records)

@@ -212,12 +212,14 @@ def rescore_predictions(
                 if support:
                     r.mask = label_support(r.mask)
                 r.teacher = f"{scorer}:{names[b]}" if labels == "best" else f"{scorer}:{labels}"
+                if r.density is None:  # a store written before the actors stored it
+                    r.density = edge_density(r.image)
                 kept.append(r)
             info = {
                 "scores": [float(s) for s in best_scores],
                 "j": [_frame_j(r.mask, r.gt_mask) for r in kept],
                 "chosen": [names[b] for b in best],
-                "densities": [edge_density(r.image) for r in kept],
+                "densities": [r.density for r in kept],
             }
             target.write_table(records_to_table(kept))
             (stats / f"{video}.json").write_json(info)

@@ -1,16 +1,17 @@
 """Selection and evaluation over a pseudo-label store, on Ray Data (no masks on the driver).
 
-Selection keeps the top fraction of frames by score across the whole corpus. Only the score
-column travels to the driver (8 bytes a frame: 8 MB for a million frames), where
-``ScorePool`` gives the exact threshold; the frames themselves are filtered and written as the
-selected store by Ray Data. With ties at the threshold a few more frames than the fraction
-may be kept; the report says how many.
+Selection keeps the top fraction of frames by score across the whole corpus. A first pass
+reads only the ``score`` and ``density`` columns of each store file (16 bytes a frame reach
+the driver: 16 MB for a million frames), where the exact thresholds are computed; a second
+pass copies the kept rows of the files that have any, each to the same relative path under
+the selected store, so the selection keeps the store's own file and row order (students read
+it in file order: a rerun trains on the same batches). With ties at the threshold a few more
+frames than the fraction may be kept; the report says how many.
 
 With ``strata`` > 1 the top fraction is kept within each edge-density stratum
-(:func:`popdistill.selection.scores.stratified_thresholds`): Ray Data computes each frame's
-edge density from its image, the driver gets (score, edge density) pairs, and the filter
-recomputes the density only for frames whose score lies between the lowest and highest
-stratum threshold.
+(:func:`popdistill.selection.scores.stratified_thresholds`). The edge density is stored
+beside the score by the actor that masked the frame; a store written before it was (the
+column null) has it computed from the image instead.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from popdistill.selection.scores import (
 )
 from popdistill.storage import RunPath
 
-__all__ = ["select_top", "evaluate_store", "stratified_rows"]
+__all__ = ["select_top", "evaluate_store", "stratified_rows", "densities"]
 
 
 def _image(batch, i: int) -> np.ndarray:
@@ -35,47 +36,90 @@ def _image(batch, i: int) -> np.ndarray:
     return np.frombuffer(data.as_py() if hasattr(data, "as_py") else data, dtype=np.uint8).reshape(h, w, 3)
 
 
+def _column(batch, name: str) -> np.ndarray | None:
+    """A float column of a pyarrow table or a numpy batch (nulls as NaN); None when absent."""
+    names = batch.column_names if hasattr(batch, "column_names") else list(batch)
+    if name not in names:
+        return None
+    col = batch[name]
+    if hasattr(col, "to_numpy"):
+        col = col.to_numpy(zero_copy_only=False)
+    return np.array([np.nan if v is None else v for v in col], np.float64) if col.dtype == object \
+        else np.asarray(col, np.float64)
+
+
+def densities(batch, rows=None) -> np.ndarray:
+    """The edge density of ``rows`` of ``batch`` (all rows by default): the stored ``density``
+    column, or, where it is null or absent, computed from the row's image."""
+    n = batch.num_rows if hasattr(batch, "num_rows") else len(next(iter(batch.values())))
+    rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+    stored = _column(batch, "density")
+    out = np.full(rows.size, np.nan) if stored is None else stored[rows]
+    for j in np.flatnonzero(np.isnan(out)):
+        out[j] = edge_density(_image(batch, int(rows[j])))
+    return out
+
+
 def stratified_rows(batch, scores: np.ndarray, edges: list[float], thresholds: list[float]) -> np.ndarray:
-    """Which rows of ``batch`` (a store's table or a numpy batch with its image columns) the
-    stratified rule (stratum ``edges``, per-stratum ``thresholds``) keeps: a score above every
-    stratum's threshold is kept and one below all of them is not, without decoding the image;
-    the rest by the stratum of their image's edge density."""
+    """Which rows of ``batch`` (a store's table or a numpy batch) the stratified rule (stratum
+    ``edges``, per-stratum ``thresholds``) keeps: a score above every stratum's threshold is
+    kept and one below all of them is not; the rest by the stratum of their edge density."""
     keep = scores >= max(thresholds)
     between = np.flatnonzero(~keep & (scores >= min(thresholds)))
     if between.size:
-        values = np.array([edge_density(_image(batch, int(i))) for i in between])
+        values = densities(batch, between)
         keep[between] = stratified_keep(scores[between], values, np.asarray(edges), np.asarray(thresholds))
     return keep
 
 
-def _keep(batch, edges: list[float], thresholds: list[float]):
+def _read_scalars(path: str, fs, strata: int):
+    """(score, density) of every row of one store file, reading only those columns (and the
+    images only where a density is missing)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path, filesystem=fs).names
+    cols = ["score"] + (["density"] if strata > 1 and "density" in names else [])
+    table = pq.read_table(path, columns=cols, filesystem=fs)
+    scores = table["score"].to_numpy(zero_copy_only=False).astype(np.float64)
+    if strata == 1:
+        return scores, np.zeros_like(scores)
+    values = _column(table, "density")
+    if values is None or np.isnan(values).any():
+        values = densities(pq.read_table(path, columns=cols + ["image", "height", "width"], filesystem=fs))
+    return scores, values
+
+
+def _scan(batch: dict, fs, strata: int) -> dict:
+    files, scores, values = [], [], []
+    for index, path in zip(batch["index"], batch["path"]):
+        s, v = _read_scalars(str(path), fs, strata)
+        files.append(np.full(s.size, int(index), np.int64))
+        scores.append(s)
+        values.append(v)
+    return {"file": np.concatenate(files), "score": np.concatenate(scores), "density": np.concatenate(values)}
+
+
+def _copy_kept(batch: dict, fs, root: str, edges: list[float], thresholds: list[float]) -> dict:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    scores = batch["score"].to_numpy(zero_copy_only=False).astype(np.float64)
-    return batch.filter(pa.array(stratified_rows(batch, scores, edges, thresholds)))
+    from popdistill.data.schema import conform
+
+    kept = []
+    for path, target in zip(batch["path"], batch["target"]):
+        table = pq.read_table(str(path), filesystem=fs)
+        scores = table["score"].to_numpy(zero_copy_only=False).astype(np.float64)
+        table = table.filter(pa.array(stratified_rows(table, scores, edges, thresholds)))
+        if table.num_rows:
+            (RunPath.of(root) / str(target)).write_table(conform(table))
+        kept.append(table.num_rows)
+    return {"kept": np.asarray(kept, np.int64)}
 
 
-def _score_and_density(batch: dict) -> dict:
-    n = len(batch["score"])
-    return {"score": np.asarray(batch["score"], np.float64),
-            "density": np.array([edge_density(_image(batch, i)) for i in range(n)], np.float64)}
-
-
-def _scores_and_values(store: RunPath, files: list[str], strata: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every frame's score and, with strata, its edge density (scalars only reach the driver)."""
+def _files_dataset(rows: list[dict], cpus: int):
     import ray
 
-    ds = ray.data.read_parquet(files, filesystem=store.fs)
-    if strata == 1:
-        pool = ScorePool()
-        for batch in ds.select_columns(["score"]).iter_batches(batch_size=65536, batch_format="numpy"):
-            pool.add(batch["score"])
-        return pool.scores(), None
-    parts = list(ds.select_columns(["score", "image", "height", "width"])
-                 .map_batches(_score_and_density, batch_format="numpy")
-                 .iter_batches(batch_size=65536, batch_format="numpy"))
-    return (np.concatenate([b["score"] for b in parts]).astype(np.float64),
-            np.concatenate([b["density"] for b in parts]))
+    return ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 8 * cpus)))
 
 
 def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int = 1) -> dict:
@@ -89,17 +133,29 @@ def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int =
     if not files:
         return {"fraction": fraction, "threshold": float("nan"), "kept": 0, "total": 0, "store": selected.uri,
                 "strata": strata, "strata_edges": [], "strata_thresholds": [float("inf")], "strata_kept": []}
-    scores, values = _scores_and_values(store, files, strata)
-    if values is None:  # one stratum: every frame in it
-        values = np.zeros_like(scores)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    rows = [{"index": i, "path": f} for i, f in enumerate(files)]
+    parts = list(_files_dataset(rows, cpus).map_batches(
+        _scan, fn_kwargs={"fs": store.fs, "strata": strata}, batch_size=None, batch_format="numpy")
+        .iter_batches(batch_size=None, batch_format="numpy"))
+    file_of = np.concatenate([p["file"] for p in parts])
+    order = np.argsort(file_of, kind="stable")  # the store's own order, however the tasks ran
+    file_of = file_of[order]
+    scores = ScorePool(np.concatenate([p["score"] for p in parts])[order]).scores()
+    values = np.concatenate([p["density"] for p in parts])[order]
     edges, thresholds = stratified_thresholds(scores, values, fraction, strata)
-    kept_ds = ray.data.read_parquet(files, filesystem=store.fs).map_batches(
-        _keep, fn_kwargs={"edges": edges.tolist(), "thresholds": thresholds.tolist()}, batch_format="pyarrow")
-    # the selected rows in the store's own order, whatever order the tasks finish in: students
-    # read the selection in file order, so a rerun trains on the same batches
-    kept_ds.context.execution_options.preserve_order = True
-    kept_ds.write_parquet(selected.path, filesystem=selected.fs)
     kept = stratified_keep(scores, values, edges, thresholds)
+    # only the files with kept rows are read again, each copied to its own relative path
+    prefix = store.path.rstrip("/") + "/"
+    todo = [{"path": files[i], "target": files[i][len(prefix):]} for i in np.unique(file_of[kept])]
+    if todo:
+        copied = sum(int(b["kept"].sum()) for b in _files_dataset(todo, cpus).map_batches(
+            _copy_kept, fn_kwargs={"fs": store.fs, "root": selected.uri, "edges": edges.tolist(),
+                                   "thresholds": thresholds.tolist()}, batch_size=None, batch_format="numpy")
+            .iter_batches(batch_size=None, batch_format="numpy"))
+        if copied != int(kept.sum()):
+            raise RuntimeError(f"selection of {store.uri}: {int(kept.sum())} frames kept by the scores "
+                               f"but {copied} copied (was the store changed during selection?)")
     which = stratum_of(values, edges)
     return {"fraction": fraction, "threshold": float(np.min(thresholds)), "kept": int(kept.sum()),
             "total": int(scores.size), "store": selected.uri, "strata": strata,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -165,6 +166,40 @@ def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_r
     assert metrics["selected"]["frames"] == len(expected)
     assert metrics["rejected"]["frames"] == len(recs) - len(expected)
     assert teacher_contact_sheet(store, selected, tmp_path / "sheet.png") is not None
+
+
+def test_the_store_holds_each_frames_edge_density_and_an_older_store_without_it_selects_alike(
+        first_run, tmp_path):
+    """The actor stores the density of the frame it decoded, so selection reads scalars only; a
+    store written before that column existed (density null) gives the same selection."""
+    import shutil
+
+    from popdistill.selection.scores import edge_density
+    from popdistill.selection.store import select_top
+    from popdistill.storage import RunPath
+
+    report, _, _ = first_run
+    files = sorted(Path(report["store"]).rglob("*.parquet"))
+    table = pads.dataset([str(f) for f in files], format="parquet").to_table()
+    images = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b, h, w in zip(
+        table["image"].to_pylist(), table["height"].to_pylist(), table["width"].to_pylist())]
+    assert table["density"].to_pylist() == [edge_density(im) for im in images]
+    old = tmp_path / "old"
+    for f in files:
+        target = old / f.relative_to(report["store"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        t = pq.read_table(f)
+        pq.write_table(t.drop_columns(["density"]) if f.parent.name == "seq0" else
+                       t.set_column(t.schema.get_field_index("density"), "density",
+                                    pa.nulls(t.num_rows, pa.float64())), target)
+    new = select_top(RunPath.of(report["store"]), RunPath.of(str(tmp_path / "a")), 0.25, strata=2)
+    legacy = select_top(RunPath.of(str(old)), RunPath.of(str(tmp_path / "b")), 0.25, strata=2)
+    assert legacy["kept"] == new["kept"] and legacy["strata_thresholds"] == new["strata_thresholds"]
+    assert [(r["video"], r["frame"]) for r in _store_rows(legacy["store"])] == \
+        [(r["video"], r["frame"]) for r in _store_rows(new["store"])]
+    # the copies are in the store's schema, the density filled in as null where it was missing
+    assert pq.read_schema(next((tmp_path / "b" / "seq0").glob("*.parquet"))).names == table.schema.names
+    shutil.rmtree(old)
 
 
 def test_select_strata_must_be_a_positive_integer(corpus, tmp_path):
