@@ -1,21 +1,25 @@
 """Teacher throughput and memory, measured in one run (results go in docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/teacher.py                # full: corpus x1, x10, x100
-    .venv/bin/python benchmarks/teacher.py --scales 1,10  # shorter
+    .venv/bin/python benchmarks/teacher.py                          # x1, x10, x100, x1000 (~1M frames)
+    .venv/bin/python benchmarks/teacher.py --scales 1,10 --h264-scales 10   # minutes
 
 Measures, on the embedded medium corpus (20 videos x 48 frames at 128 px, generated under
---work if missing):
-1. decode alone: JPEG frames through the DAVIS reader, and H.264 through PyAV, one process;
+--work if missing; the `repeat` reader option lists it N times, so x1000 is 960,000 frames):
+1. decode alone: JPEG frames through the DAVIS reader (with their annotations), and the same
+   videos as H.264 files through the video_folder reader, one process;
 2. VideoPCA alone, frames/s per core (torch with one thread, frames already in memory);
-3. the whole Ray Data pipeline (read -> chunks -> VideoPCA actors -> Parquet store), frames/s
-   of the streaming pass (start-up of Ray itself excluded, actor start-up included);
-4. 1 vs 2 actors on the corpus x10;
-5. peak memory (PSS summed over the driver and every Ray process) while the pipeline runs on
-   the corpus x10 and x100 (the `repeat` reader option lists the corpus N times);
-6. the cost of selection by edge-density strata (``selection.strata``): the edge density alone,
-   frames/s per core, and the selection pass (top 20 %) over the x10 store with 1 and 4 strata.
-Targets: VideoPCA >= 2,000 frames/s per core; pipeline >= 0.8 x decode alone;
-2 actors >= 1.8 x 1 actor; memory flat from x10 to x100.
+3. the ceiling of the pipeline on this machine: cores / (decode + VideoPCA time a frame), from
+   1 and 2, for JPEG and for H.264 input;
+4. the whole pipeline (``popdistill teacher``'s ``run_teacher``: video references -> VideoPCA
+   actors that decode, mask, score and store), frames/s of the streaming pass (start-up of Ray
+   itself excluded, actor start-up included), against the ceiling;
+5. 1 vs 2 actors on the corpus x10;
+6. peak memory (PSS summed over the driver and every Ray process, the object store included)
+   while the pipeline runs, at every scale above x1;
+7. the selection pass (top 20 %, 4 edge-density strata: reads the score and density columns,
+   then copies the kept rows) at x10 and at the largest scale, against the teacher's rate.
+Targets: pipeline >= 0.8 x ceiling at x100 and ~1M; 2 actors >= 1.6 x 1 actor at x10;
+selection >= 20 x the teacher's rate; peak memory at ~1M <= 1.2 x that at x10.
 """
 
 from __future__ import annotations
@@ -58,9 +62,12 @@ def bench_decode_h264(world: Path, tmp: Path) -> dict:
 
     reader = create_reader("davis", world)
     paths = []
-    for ref in reader.videos()[:10]:
+    for ref in reader.videos():
         frames = np.stack([r.image for r in reader.read_video(ref)])
         path = tmp / f"{ref.video}.mp4"
+        if path.exists():
+            paths.append(path)
+            continue
         with av.open(str(path), "w") as c:
             s = c.add_stream("libx264", rate=25)
             s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -71,11 +78,16 @@ def bench_decode_h264(world: Path, tmp: Path) -> dict:
                 c.mux(p)
         paths.append(path)
     t0, n = time.perf_counter(), 0
-    for _ in range(5):
+    for _ in range(3):
         for path in paths:
             for batch in decode_video(path):
                 n += len(batch)
-    return {"frames": n, "frames_per_s": n / (time.perf_counter() - t0)}
+    folder = create_reader("video_folder", tmp)
+    t1, m = time.perf_counter(), 0
+    for _ in range(3):
+        for _ in folder:
+            m += 1
+    return {"frames": n, "frames_per_s": n / (t1 - t0), "reader_frames_per_s": m / (time.perf_counter() - t1)}
 
 
 def bench_videopca(world: Path) -> dict:
@@ -115,8 +127,7 @@ def bench_edge_density(world: Path) -> dict:
 
 def bench_selection(store: Path, work: Path) -> list[dict]:
     """The teacher's selection pass (top 20 %) over ``store``: corpus-wide, then by 4 edge-density
-    strata (the density computed in the Ray Data pass, and again in the filter for the frames
-    whose score lies between the strata's thresholds)."""
+    strata (the density read from the store, where the VideoPCA actor wrote it)."""
     from popdistill.selection.store import select_top
     from popdistill.storage import RunPath
 
@@ -165,17 +176,17 @@ class PeakMemory:
 
 
 def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bool,
-                   selection: bool = False) -> dict:
+                   selection: bool = False, fmt: str = "davis", **teacher) -> dict:
     from popdistill.config import load
     from popdistill.teacher.config import TeacherConfig
     from popdistill.teacher.pipeline import run_teacher
 
-    out = work / f"run-a{actors}-x{repeat}"
+    out = work / f"run-{fmt}-a{actors}-x{repeat}"
     shutil.rmtree(out, ignore_errors=True)
     cfg = load(TeacherConfig, {
-        "data": str(world), "format": "davis", "out": str(out), "actors": actors,
+        "data": str(world), "format": fmt, "out": str(out), "actors": actors,
         "actor_cpus": 0.9 if actors == 1 else 0.5, "evaluate": False,
-        "reader_options": {"repeat": repeat},
+        "reader_options": {"repeat": repeat}, **teacher,
     })
     mem = PeakMemory() if memory else None
     if mem:
@@ -185,8 +196,10 @@ def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bo
     finally:
         if mem:
             mem.__exit__()
-    result = {"actors": actors, "repeat": repeat, "frames": report["frames_this_run"],
-              "seconds": report["seconds"], "frames_per_s": report["frames_per_second"]}
+    result = {"format": fmt, "actors": actors, "repeat": repeat, "frames": report["frames_this_run"],
+              "seconds": report["seconds"], "frames_per_s": report["frames_per_second"],
+              "store_mb": sum(f.stat().st_size for f in Path(report["store"]).rglob("*.parquet")) / 1e6,
+              **teacher}
     if selection:
         result["selection"] = bench_selection(Path(report["store"]), work)
     shutil.rmtree(out, ignore_errors=True)
@@ -198,13 +211,18 @@ def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="runs/bench-teacher", help="work folder (corpus, stores, results)")
-    p.add_argument("--scales", default="1,10,100", help="corpus multiples for the pipeline and memory runs")
+    p.add_argument("--scales", default="1,10,100,1000", help="corpus multiples for the JPEG pipeline runs")
+    p.add_argument("--h264-scales", default="100", help="corpus multiples for the H.264 (video_folder) runs")
+    p.add_argument("--h264-codec", default="source",
+                   help="image_codec of the H.264 runs' store (source: raw frames; jpeg: a tenth of the disk)")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     world = ensure_world(work / "world")
     scales = [int(s) for s in args.scales.split(",")]
-    results = {"machine": f"{platform.node()} {os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d")}
+    h264_scales = [int(s) for s in args.h264_scales.split(",") if s]
+    cores = os.cpu_count() or 1
+    results = {"machine": f"{platform.node()} {cores} cpus", "date": time.strftime("%Y-%m-%d")}
 
     print("decode alone ...", flush=True)
     results["decode_jpeg"] = bench_decode_jpeg(world)
@@ -213,40 +231,63 @@ def main() -> None:
     print("VideoPCA alone ...", flush=True)
     results["videopca"] = bench_videopca(world)
     results["edge_density"] = bench_edge_density(world)
+    vpca = 1 / results["videopca"]["frames_per_s_per_core"]
+    ceiling = {"davis": cores / (1 / results["decode_jpeg"]["frames_per_s"] + vpca),
+               "video_folder": cores / (1 / results["decode_h264"]["reader_frames_per_s"] + vpca)}
+    results["ceiling"] = ceiling
 
     from popdistill.ray_env import init_ray
 
-    init_ray(num_cpus=os.cpu_count())
+    init_ray(num_cpus=cores)
     runs = []
     mid = 10 if 10 in scales else scales[-1]
     for scale in scales:
-        print(f"pipeline, 2 actors, corpus x{scale} ...", flush=True)
-        runs.append(bench_pipeline(world, work, 2, scale, memory=scale > 1, selection=scale == mid))
-    print(f"pipeline, 1 actor, corpus x{mid} ...", flush=True)
+        print(f"pipeline, JPEG, 2 actors, corpus x{scale} ...", flush=True)
+        runs.append(bench_pipeline(world, work, 2, scale, memory=scale > 1, selection=scale in (mid, max(scales))))
+    for scale in h264_scales:
+        print(f"pipeline, H.264, 2 actors, corpus x{scale} ...", flush=True)
+        runs.append(bench_pipeline(work / "mp4", work, 2, scale, memory=True, fmt="video_folder",
+                                   image_codec=args.h264_codec))
+    print(f"pipeline, JPEG, 1 actor, corpus x{mid} ...", flush=True)
     runs.append(bench_pipeline(world, work, 1, mid, memory=False))
     results["pipeline"] = runs
     (work / "teacher.json").write_text(json.dumps(results, indent=2))
+    print_tables(results, mid)
 
-    d, v = results["decode_jpeg"], results["videopca"]
+
+def print_tables(results: dict, mid: int) -> None:
+    d, h, v, ceiling = results["decode_jpeg"], results["decode_h264"], results["videopca"], results["ceiling"]
+    runs = results["pipeline"]
     print(f"\n## Teacher ({results['machine']}, {results['date']})\n")
     print("| measure | frames/s |\n| --- | --- |")
-    print(f"| decode alone, JPEG (DAVIS reader, 1 process) | {d['frames_per_s']:.0f} |")
-    print(f"| decode alone, H.264 128 px (PyAV, 1 process) | {results['decode_h264']['frames_per_s']:.0f} |")
+    print(f"| decode alone, JPEG + annotations (DAVIS reader, 1 process) | {d['frames_per_s']:.0f} |")
+    print(f"| decode alone, H.264 128 px (video_folder reader, 1 process) | {h['reader_frames_per_s']:.0f} |")
     print(f"| VideoPCA alone, per core (128 px) | {v['frames_per_s_per_core']:.0f} |")
-    print(f"| edge density alone (selection.strata), per core | {results['edge_density']['frames_per_s_per_core']:.0f} |")
-    print("\n| pipeline run | frames | seconds | frames/s | peak PSS (MiB) |\n| --- | --- | --- | --- | --- |")
+    print(f"| edge density alone, per core | {results['edge_density']['frames_per_s_per_core']:.0f} |")
+    print(f"| ceiling, JPEG: cores / (decode + VideoPCA) | {ceiling['davis']:.0f} |")
+    print(f"| ceiling, H.264: cores / (decode + VideoPCA) | {ceiling['video_folder']:.0f} |")
+    print("\n| pipeline run | frames | seconds | frames/s | / ceiling | store (MB) | peak PSS (MiB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
         mem = f"{r['peak_pss_mib']:.0f}" if "peak_pss_mib" in r else "-"
-        print(f"| {r['actors']} actor(s), corpus x{r['repeat']} | {r['frames']} | {r['seconds']:.1f} | {r['frames_per_s']:.0f} | {mem} |")
-    sel = next(r["selection"] for r in runs if "selection" in r)
-    print(f"\n| selection pass, corpus x{mid}, top 20 % | frames | kept | seconds | frames/s |\n| --- | --- | --- | --- | --- |")
-    for r in sel:
-        print(f"| {r['strata']} strat{'um' if r['strata'] == 1 else 'a'} | {r['frames']} | {r['kept']} | "
-              f"{r['seconds']:.1f} | {r['frames'] / r['seconds']:.0f} |")
-    two = next(r for r in runs if r["actors"] == 2 and r["repeat"] == mid)
-    one = runs[-1]
-    print(f"\n2 actors / 1 actor at x{mid}: {two['frames_per_s'] / one['frames_per_s']:.2f}x; "
-          f"pipeline / JPEG decode alone: {two['frames_per_s'] / d['frames_per_s']:.2f}")
+        name = "JPEG" if r["format"] == "davis" else f"H.264 (image_codec {r.get('image_codec', 'source')})"
+        print(f"| {name}, {r['actors']} actor(s), corpus x{r['repeat']} | {r['frames']} | {r['seconds']:.1f} | "
+              f"{r['frames_per_s']:.0f} | {r['frames_per_s'] / ceiling[r['format']]:.2f} | {r['store_mb']:.0f} | {mem} |")
+    print("\n| selection pass, top 20 % | frames | kept | seconds | frames/s | / the teacher's |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for run in (r for r in runs if "selection" in r):
+        for s in run["selection"]:
+            rate = s["frames"] / s["seconds"]
+            print(f"| corpus x{run['repeat']}, {s['strata']} strat{'um' if s['strata'] == 1 else 'a'} | "
+                  f"{s['frames']} | {s['kept']} | {s['seconds']:.1f} | {rate:.0f} | {rate / run['frames_per_s']:.0f}x |")
+    jpeg = [r for r in runs if r["format"] == "davis"]
+    two = next(r for r in jpeg if r["actors"] == 2 and r["repeat"] == mid)
+    one = next(r for r in jpeg if r["actors"] == 1)
+    print(f"\n2 actors / 1 actor at x{mid}: {two['frames_per_s'] / one['frames_per_s']:.2f}x")
+    mems = {r["repeat"]: r["peak_pss_mib"] for r in jpeg if "peak_pss_mib" in r}
+    if len(mems) > 1:
+        lo, hi = min(mems), max(mems)
+        print(f"peak PSS at x{hi} / at x{lo}: {mems[hi] / mems[lo]:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from popdistill.resources import ResourcesConfig
+
 QUIET_LOGGERS = ("ray", "ray.data", "ray.tune", "ray.train", "mlflow", "alembic")
 
 
@@ -84,9 +86,11 @@ def release_orphan_placement_groups(log=None) -> int:
     return released
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
+def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True,
+             object_store_gib: float | None = ResourcesConfig.object_store_gib):
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``, as under ``ray job submit``), or
-    start a local Ray. Idempotent.
+    start a local Ray of ``num_cpus`` CPUs and an object store of ``object_store_gib`` GiB
+    (None: Ray's own default). Idempotent.
 
     The local Ray runs its dashboard process: Ray Train's placement-group cleaner asks the
     State API (served by the dashboard) whether a run's controller is still alive, and without
@@ -103,8 +107,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if address:
         ray.init(address=address, log_to_driver=not quiet)
     else:
+        gib = object_store_gib
         ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 log_to_driver=not quiet)
+                 log_to_driver=not quiet,
+                 object_store_memory=None if gib is None else int(gib * 2**30))
     if quiet:
         # Our own progress bars say what is happening; Ray Data's would bury them.
         ray.data.DataContext.get_current().enable_progress_bars = False

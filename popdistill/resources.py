@@ -29,6 +29,9 @@ class ResourcesConfig:
     address: str | None = None
     # CPUs of a local Ray (null: the machine's)
     num_cpus: int | None = None
+    # object store of a local Ray, GiB (null: Ray's default, 30 % of memory); frames never
+    # cross it in bulk, so the cap only bounds what training caches and what spills to disk
+    object_store_gib: float | None = 4.0
     # the teacher's and the students' inference actors
     actors: int = 2
     # CPUs per training worker (0.9: two students train at once on 2 CPUs)
@@ -52,5 +55,7 @@ class ResourcesConfig:
             raise UserError("cpus_per_worker, actor_cpus, gpus_per_actor: must be >= 0")
         if not 0 < self.gpus_per_worker:
             raise UserError(f"gpus_per_worker: must be positive, got {self.gpus_per_worker}")
+        if self.object_store_gib is not None and self.object_store_gib < 0.1:
+            raise UserError(f"object_store_gib: must be >= 0.1 (or null), got {self.object_store_gib}")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise UserError(f"num_cpus: must be >= 1, got {self.num_cpus}")

@@ -1,8 +1,12 @@
 """The one frame-record schema used from decode to pseudo-label store.
 
 A :class:`FrameRecord` is the in-memory form (numpy arrays); :data:`FRAME_SCHEMA` is its Arrow
-form. Images and masks are stored as raw little-endian bytes plus their shape, so a Parquet
-store can be read back without any image codec and without pickling.
+form, never pickled. A frame read from an image file unchanged is stored as that file's own
+bytes (``image_codec`` says which format: ``jpeg``, ``png``, ...), so a store of JPEG frames is
+about as large as the JPEGs (3 KB a 128 px frame instead of 38 KB raw) and costs no encoding; a
+frame decoded from a video, or resized, is stored raw (``image_codec`` null: H x W x 3 bytes),
+or as JPEG when the teacher's ``image_codec`` says so. :func:`decode_image` reads either.
+Masks are raw bytes plus their shape.
 
 Columns added by later stages (teacher mask, score, provenance) are optional: a store written
 by the teacher has them, a store written by a reader does not.
@@ -24,6 +28,10 @@ __all__ = [
     "table_to_records",
     "frame_key",
     "conform",
+    "decode_image",
+    "with_columns",
+    "read_frame_columns",
+    "encode_jpeg",
 ]
 
 FRAME_SCHEMA = pa.schema(
@@ -33,7 +41,7 @@ FRAME_SCHEMA = pa.schema(
         pa.field("frame", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
         pa.field("width", pa.int32(), nullable=False),
-        # H x W x 3 uint8 RGB, row-major.
+        # H x W x 3 uint8 RGB, row-major; or, with image_codec, an image file's bytes.
         pa.field("image", pa.binary(), nullable=False),
         # H x W uint8 in {0, 1}; null when the frame has no mask annotation.
         pa.field("gt_mask", pa.binary()),
@@ -51,6 +59,8 @@ FRAME_SCHEMA = pa.schema(
         # The frame's edge density (selection strata), computed where the frame was decoded, so
         # that selection reads scalars only; null in stores written before it existed.
         pa.field("density", pa.float64()),
+        # null: `image` is raw RGB; else the format of the image file whose bytes it holds.
+        pa.field("image_codec", pa.string()),
     ]
 )
 
@@ -80,6 +90,9 @@ class FrameRecord:
     teacher: str | None = None
     generation: int | None = None
     density: float | None = None
+    # the bytes of the image file ``image`` was decoded from, unchanged, and their format
+    encoded: bytes | None = None
+    image_codec: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -94,7 +107,8 @@ class FrameRecord:
             "frame": int(self.frame),
             "height": int(h),
             "width": int(w),
-            "image": np.ascontiguousarray(self.image, dtype=np.uint8).tobytes(),
+            "image": self.encoded if self.encoded is not None
+            else np.ascontiguousarray(self.image, dtype=np.uint8).tobytes(),
             "gt_mask": None,
             "gt_boxes": None,
             "source": self.source,
@@ -105,6 +119,7 @@ class FrameRecord:
             "teacher": self.teacher,
             "generation": self.generation,
             "density": None if self.density is None else float(self.density),
+            "image_codec": self.image_codec if self.encoded is not None else None,
         }
         if self.gt_mask is not None:
             row["gt_mask"] = np.ascontiguousarray(self.gt_mask, dtype=np.uint8).tobytes()
@@ -118,7 +133,8 @@ class FrameRecord:
     @classmethod
     def from_row(cls, row: dict) -> FrameRecord:
         h, w = int(row["height"]), int(row["width"])
-        image = np.frombuffer(row["image"], dtype=np.uint8).reshape(h, w, 3)
+        codec = row.get("image_codec")
+        image = decode_image(row["image"], h, w, codec)
         gt_mask = None
         if row.get("gt_mask") is not None:
             gt_mask = np.frombuffer(row["gt_mask"], dtype=np.uint8).reshape(h, w).astype(bool)
@@ -141,11 +157,41 @@ class FrameRecord:
             teacher=row.get("teacher"),
             generation=row.get("generation"),
             density=row.get("density"),
+            encoded=row["image"] if codec else None,
+            image_codec=codec,
         )
 
 
 def frame_key(dataset: str, video: str, frame: int) -> tuple[str, str, int]:
     return (dataset, video, int(frame))
+
+
+def decode_image(data: bytes, height: int, width: int, codec: str | None = None) -> np.ndarray:
+    """A stored ``image``: H x W x 3 uint8 RGB from raw bytes (``codec`` None) or from an image
+    file's bytes (decoded as the readers decode files: Pillow, converted to RGB)."""
+    if not codec:
+        return np.frombuffer(data, dtype=np.uint8).reshape(int(height), int(width), 3)
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        image = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    if image.shape[:2] != (int(height), int(width)):
+        raise ValueError(f"stored {codec} image is {image.shape[1]}x{image.shape[0]}, "
+                         f"its row says {width}x{height}")
+    return image
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    """An RGB frame as JPEG bytes (``image_codec: jpeg`` for frames that have no file)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
 
 
 def encode_soft_mask(mask: np.ndarray) -> bytes:
@@ -172,6 +218,22 @@ def conform(table: pa.Table) -> pa.Table:
     columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
                for f in FRAME_SCHEMA]
     return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)
+
+
+def with_columns(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``columns`` of ``table``, those it lacks (optional ones, from a store written before
+    they existed) as nulls of their :data:`FRAME_SCHEMA` type."""
+    return pa.table({c: table[c] if c in table.column_names
+                     else pa.nulls(table.num_rows, FRAME_SCHEMA.field(c).type) for c in columns})
+
+
+def read_frame_columns(path: str, columns: list[str], filesystem=None) -> pa.Table:
+    """``columns`` of one store file, reading only those (:func:`with_columns` for the missing)."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path, filesystem=filesystem).names)
+    table = pq.read_table(path, columns=[c for c in columns if c in names], filesystem=filesystem)
+    return with_columns(table, columns)
 
 
 def table_to_records(table: pa.Table) -> list[FrameRecord]:

@@ -12,7 +12,16 @@ from popdistill.config import choice
 from popdistill.errors import UserError
 from popdistill.resources import ResourcesConfig
 
-__all__ = ["PredictConfig"]
+__all__ = ["PredictConfig", "DECODE_MODES", "IMAGE_CODECS"]
+
+# where a masking pass decodes the frames (popdistill.inference.stream): in the actor that masks
+# them (no frames cross Ray), or in Ray read tasks that send them to the actors (an actor that
+# should not wait on decoding: a GPU's)
+DECODE_MODES = ("actor", "tasks")
+# how a store keeps each frame (popdistill.data.schema): the image file's own bytes where the
+# frame is one unchanged, else raw; always raw; or that, else JPEG (quality 95, 4:4:4, lossy: frames
+# of videos at scale)
+IMAGE_CODECS = ("source", "raw", "jpeg")
 
 
 @dataclass
@@ -31,6 +40,8 @@ class PredictConfig:
     actor_cpus: float = ResourcesConfig.actor_cpus
     actor_gpus: float = 0.0
     read_cpus: float = 0.25
+    # where frames are decoded: auto (tasks when the actors have GPUs, else actor), actor, tasks
+    decode: str = choice("auto", ("auto", *DECODE_MODES))
     torch_threads: int = 2
     precision: str = choice("auto", PRECISIONS)  # popdistill.students.device
     generation: int | None = None  # None: the checkpoint's config "generation" + 1, else 2
@@ -44,5 +55,13 @@ class PredictConfig:
                 raise UserError(f"{name}: {getattr(self, name)} must be >= 1")
         if self.generation is not None and self.generation < 1:
             raise UserError(f"generation: {self.generation} must be >= 1")
+        if self.decode not in ("auto", *DECODE_MODES):
+            raise UserError(f"decode: {self.decode!r} is not one of auto, {', '.join(DECODE_MODES)}")
         if self.actor_cpus < 0 or self.actor_gpus < 0 or self.read_cpus < 0:
             raise UserError("actor_cpus, actor_gpus, read_cpus: must be >= 0")
+
+    def decode_mode(self) -> str:
+        """:attr:`decode`, ``auto`` resolved."""
+        if self.decode != "auto":
+            return self.decode
+        return "tasks" if self.actor_gpus > 0 else "actor"

@@ -124,8 +124,9 @@ class StudentPredictor(MaskActor):
     """A trained student as a Ray Data actor; the checkpoint is loaded once, weights only."""
 
     def __init__(self, checkpoint: str, store: str, export_png: str | None, generation: int,
-                 threads: int = 2, batch_size: int = 32, precision: str = "auto"):
-        super().__init__(store, export_png, generation)
+                 threads: int = 2, batch_size: int = 32, precision: str = "auto",
+                 source: dict | None = None):
+        super().__init__(store, export_png, generation, source)
         torch.set_num_threads(max(1, threads))
         self.device = _actor_device()
         model, _ = load_checkpoint(checkpoint, map_location=self.device)
@@ -144,9 +145,9 @@ class PopulationPredictor(StudentPredictor):
 
     def __init__(self, checkpoints: list[str], stores: list[str], export_pngs: list[str | None],
                  generation: int, threads: int = 2, batch_size: int = 32,
-                 precision: str = "auto"):
+                 precision: str = "auto", source: dict | None = None):
         super().__init__(checkpoints[0], stores[0], export_pngs[0], generation, threads,
-                         batch_size, precision)
+                         batch_size, precision, source)
         first = (self.model, self.teacher)
         self.members = [first]
         for ckpt in checkpoints[1:]:
@@ -190,7 +191,7 @@ def run_predict(cfg: PredictConfig, log=print, info: dict[str, Any] | None = Non
 
 
 _SHARED = ("data", "format", "reader_options", "batch_size", "chunk_frames", "actors",
-           "actor_cpus", "actor_gpus", "read_cpus", "torch_threads", "precision", "generation")
+           "actor_cpus", "actor_gpus", "read_cpus", "decode", "torch_threads", "precision", "generation")
 
 
 def run_predict_many(cfgs: Sequence[PredictConfig], log=print,
@@ -224,7 +225,7 @@ def run_predict_many(cfgs: Sequence[PredictConfig], log=print,
                           export_pngs=[c.export_png for c in cfgs], generation=generation,
                           threads=cfg.torch_threads, batch_size=cfg.batch_size, precision=cfg.precision),
         chunk_frames=cfg.chunk_frames, min_frames=1, actors=cfg.actors, actor_cpus=cfg.actor_cpus,
-        actor_gpus=cfg.actor_gpus, read_cpus=cfg.read_cpus,
+        actor_gpus=cfg.actor_gpus, read_cpus=cfg.read_cpus, decode=cfg.decode_mode(),
         label=f"predict {', '.join(i['name'] for i in infos)}", log=log,
     )
     reports = []

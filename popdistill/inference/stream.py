@@ -1,16 +1,20 @@
 """Streaming any mask producer over a data set on Ray Data, resumably.
 
 Both the VideoPCA teacher and a trained student (the teacher of generations >= 2) run the
-same way:
+same way, with ``decode: actor`` (the default):
 
     reader.videos() minus finished ones -> from_items (one row per video)
-      -> flat_map(read_chunks)            Ray tasks: decode, cut into chunks (chunks.py)
-      -> map_batches(MaskActor subclass)  actor pool: masks + score, chunk written (sink.py)
+      -> map_batches(MaskActor subclass)  actor pool: decode, cut into chunks (chunks.py),
+                                          masks + score + edge density, chunk written (sink.py)
       -> the driver iterates per-chunk summaries: progress, done markers, skipped inputs
 
-A subclass of :class:`MaskActor` only says how to turn a chunk's records into masks. Only
-per-chunk summaries reach the driver; frames and masks stay in the object store and the
-Parquet store, so memory is flat whatever the corpus size.
+The frames are decoded where they are used, so they never cross Ray: nothing but video
+references and per-chunk summaries goes through the object store, and memory is flat whatever
+the corpus size. With ``decode: tasks``, Ray tasks decode and cut (``flat_map(read_chunks)``)
+and the chunks travel to the actors as Arrow IPC: for actors whose own time is precious (a
+GPU actor that should not wait on decoding).
+
+A subclass of :class:`MaskActor` only says how to turn a chunk's records into masks.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from popdistill.data.readers import create_reader
+from popdistill.data.readers import VideoRef, create_reader
 from popdistill.data.schema import FrameRecord, Skipped
 from popdistill.inference import sink
-from popdistill.inference.chunks import chunk_records, read_chunks
+from popdistill.inference.chunks import Chunk, chunk_records, iter_chunks, read_chunks
+from popdistill.inference.config import DECODE_MODES, IMAGE_CODECS
 from popdistill.progress import Progress
 from popdistill.storage import RunPath, safe_name
 
@@ -35,18 +40,29 @@ _SUMMARY_KEYS = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "s
 
 
 class MaskActor:
-    """Ray Data callable class: one chunk row in, its summary out; writes the chunk's masks.
+    """Ray Data callable class; writes the masks of every chunk it is given.
 
-    A subclass gives ``masks(records)``; one that masks the same frames several ways (a
-    population of students) overrides ``write`` and calls :meth:`write_masks` once per store.
+    With ``source`` (the reader's format, root and options, and the chunking) a row is a video
+    reference: the actor decodes the video itself and yields one summary per chunk. Without,
+    a row is a chunk (:meth:`Chunk.to_row`) decoded by a read task, and the summaries come back
+    as one batch. A subclass gives ``masks(records)``; one that masks the same frames several
+    ways (a population of students) overrides ``write`` and calls :meth:`write_masks` once per
+    store.
     """
 
     teacher: str = ""
 
-    def __init__(self, store: str, export_png: str | None, generation: int):
+    def __init__(self, store: str, export_png: str | None, generation: int, source: dict | None = None,
+                 image_codec: str = "source", density: bool = True):
+        if image_codec not in IMAGE_CODECS:
+            raise ValueError(f"image_codec: {image_codec!r} is not one of {', '.join(IMAGE_CODECS)}")
+        self.image_codec = image_codec
+        self.density = density
         self.store = RunPath.of(store)
         self.export = RunPath.of(export_png) if export_png else None
         self.generation = generation
+        self.source = source
+        self.reader = create_reader(source["fmt"], source["root"], **source["options"]) if source else None
 
     def masks(self, records: list[FrameRecord]) -> list[np.ndarray] | np.ndarray:
         raise NotImplementedError
@@ -57,18 +73,25 @@ class MaskActor:
     def write_masks(self, row: dict, records: list[FrameRecord], masks, store: RunPath,
                     export: RunPath | None, teacher: str) -> None:
         """The chunk's frames with ``masks`` (and their scores) as one chunk of ``store``."""
+        from popdistill.data.schema import encode_jpeg
         from popdistill.selection.scores import edge_density, scores_for_batch
 
         for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
             r.mask, r.score = m, float(s)
             r.teacher, r.generation = teacher, self.generation
-            if r.density is None:  # computed here, where the frame is decoded: selection reads it
+            if self.density and r.density is None:  # here, where the frame is decoded: selection reads it
                 r.density = edge_density(r.image)
+            if self.image_codec == "raw":
+                r.encoded = r.image_codec = None
+            elif self.image_codec == "jpeg" and r.encoded is None:
+                r.encoded, r.image_codec = encode_jpeg(r.image), "jpeg"
         sink.write_chunk(store, str(row["video"]), int(row["chunk"]), records)
         if export is not None:
             sink.export_pngs(export, records)
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict):
+        if self.reader is not None:
+            return self._decode_and_mask(batch)
         out: dict[str, list] = {k: [] for k in _SUMMARY_KEYS}
         for i in range(len(batch["video"])):
             row = {k: batch[k][i] for k in batch}
@@ -81,6 +104,22 @@ class MaskActor:
             out["n_frames"].append(len(records))
             out["seconds"].append(time.perf_counter() - t0)
         return {k: np.asarray(v) for k, v in out.items()}
+
+    def _decode_and_mask(self, batch: dict):
+        """Each video of ``batch`` decoded here, chunk by chunk; one summary a chunk."""
+        for ref in batch["ref"]:
+            ref = VideoRef.from_dict(json.loads(str(ref)))
+            t0 = time.perf_counter()
+            for chunk in iter_chunks(self.reader, ref, self.source["chunk_frames"], self.source["min_frames"]):
+                if chunk.records:
+                    self.write(chunk.info(), chunk.records)
+                yield _summary(chunk, time.perf_counter() - t0)
+                t0 = time.perf_counter()
+
+
+def _summary(chunk: Chunk, seconds: float) -> dict:
+    row = {**chunk.info(), "n_frames": len(chunk.records), "seconds": seconds}
+    return {k: np.asarray([row[k]]) for k in _SUMMARY_KEYS}
 
 
 @dataclass
@@ -113,6 +152,7 @@ def stream_masks(
     actor_cpus: float,
     read_cpus: float,
     actor_gpus: float = 0.0,
+    decode: str = "actor",
     label: str = "masks",
     log=print,
 ) -> StreamResult:
@@ -120,7 +160,8 @@ def stream_masks(
 
     ``store`` and ``done`` may be lists (an actor that writes several stores: each gets its
     own done markers, and a video is redone until every store has it); the actor is given
-    ``store`` (or ``stores``, for lists) besides ``actor_kwargs``."""
+    ``store`` (or ``stores``, for lists) besides ``actor_kwargs``. ``decode``: where the frames
+    are decoded (:data:`DECODE_MODES`, the module docstring)."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -139,13 +180,15 @@ def stream_masks(
 
     t0 = time.perf_counter()
     frames, actor_seconds = 0, 0.0
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
     if todo:
         ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=len(todo))
-        ds = ds.flat_map(
-            read_chunks,
-            fn_kwargs=dict(fmt=fmt, root=data, options=reader_options, chunk_frames=chunk_frames, min_frames=min_frames),
-            num_cpus=read_cpus,
-        )
+        source = dict(fmt=fmt, root=data, options=reader_options, chunk_frames=chunk_frames, min_frames=min_frames)
+        if decode == "tasks":
+            ds = ds.flat_map(read_chunks, fn_kwargs=source, num_cpus=read_cpus)
+        else:
+            target["source"] = source
         ds = ds.map_batches(
             actor,
             fn_constructor_kwargs=dict(**target, **actor_kwargs),

@@ -345,7 +345,8 @@ def _run_pipeline(cfg: RunConfig, log: Log, verbose: bool = True) -> dict[str, A
                 "eval": run.step("data/eval", lambda: ensure_data(cfg.eval, log))}
         if cfg.later_data is not None and cfg.generations > 1:
             data["later"] = run.step("data/later", lambda: ensure_data(cfg.later_data, log))
-        init_ray(cfg.resources.address, cfg.resources.num_cpus, quiet=not verbose)
+        init_ray(cfg.resources.address, cfg.resources.num_cpus, quiet=not verbose,
+                 object_store_gib=cfg.resources.object_store_gib)
         if not verbose:
             quiet_ray(run.log_dir)
         baselines = run.step("eval/videopca", lambda: _heldout_baselines(run),

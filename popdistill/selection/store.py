@@ -29,23 +29,34 @@ from popdistill.storage import RunPath
 
 __all__ = ["select_top", "evaluate_store", "stratified_rows", "densities"]
 
+_IMAGE_COLUMNS = ["image", "height", "width", "image_codec"]
+
 
 def _image(batch, i: int) -> np.ndarray:
-    h, w = int(batch["height"][i]), int(batch["width"][i])
-    data = batch["image"][i]
-    return np.frombuffer(data.as_py() if hasattr(data, "as_py") else data, dtype=np.uint8).reshape(h, w, 3)
+    from popdistill.data.schema import decode_image
+
+    def value(name):
+        v = batch[name][i]
+        return v.as_py() if hasattr(v, "as_py") else v
+
+    names = batch.column_names if hasattr(batch, "column_names") else list(batch)
+    codec = value("image_codec") if "image_codec" in names else None
+    return decode_image(value("image"), int(value("height")), int(value("width")), codec)
 
 
 def _column(batch, name: str) -> np.ndarray | None:
-    """A float column of a pyarrow table or a numpy batch (nulls as NaN); None when absent."""
+    """A float column of a pyarrow table, a numpy batch or a dict of lists (nulls as NaN);
+    None when absent."""
     names = batch.column_names if hasattr(batch, "column_names") else list(batch)
     if name not in names:
         return None
     col = batch[name]
-    if hasattr(col, "to_numpy"):
-        col = col.to_numpy(zero_copy_only=False)
-    return np.array([np.nan if v is None else v for v in col], np.float64) if col.dtype == object \
-        else np.asarray(col, np.float64)
+    if hasattr(col, "to_numpy") and not isinstance(col, np.ndarray):  # pyarrow: nulls become NaN
+        return col.to_numpy(zero_copy_only=False).astype(np.float64)
+    col = np.asarray(col)
+    if col.dtype == object:
+        return np.array([np.nan if v is None else v for v in col], np.float64)
+    return col.astype(np.float64)
 
 
 def densities(batch, rows=None) -> np.ndarray:
@@ -75,17 +86,15 @@ def stratified_rows(batch, scores: np.ndarray, edges: list[float], thresholds: l
 def _read_scalars(path: str, fs, strata: int):
     """(score, density) of every row of one store file, reading only those columns (and the
     images only where a density is missing)."""
-    import pyarrow.parquet as pq
+    from popdistill.data.schema import read_frame_columns
 
-    names = pq.read_schema(path, filesystem=fs).names
-    cols = ["score"] + (["density"] if strata > 1 and "density" in names else [])
-    table = pq.read_table(path, columns=cols, filesystem=fs)
+    table = read_frame_columns(path, ["score", "density"] if strata > 1 else ["score"], fs)
     scores = table["score"].to_numpy(zero_copy_only=False).astype(np.float64)
     if strata == 1:
         return scores, np.zeros_like(scores)
     values = _column(table, "density")
-    if values is None or np.isnan(values).any():
-        values = densities(pq.read_table(path, columns=cols + ["image", "height", "width"], filesystem=fs))
+    if np.isnan(values).any():
+        values = densities(read_frame_columns(path, ["score", "density", *_IMAGE_COLUMNS], fs))
     return scores, values
 
 
@@ -184,6 +193,14 @@ def _frame_metrics(batch: dict, edges: list[float], thresholds: list[float]) -> 
     return out
 
 
+def _file_metrics(batch: dict, fs, columns: list[str], edges: list[float], thresholds: list[float]) -> dict:
+    from popdistill.data.schema import read_frame_columns
+
+    parts = [_frame_metrics(read_frame_columns(str(p), columns, fs).to_pydict(), edges, thresholds)
+             for p in batch["path"]]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def evaluate_store(store: RunPath, selection: dict) -> dict | None:
     """Mean P and J of the teacher's masks over all / selected / rejected frames (``selection``:
     :func:`select_top`'s report), and the centre prior's J, where the store has ground truth;
@@ -196,9 +213,11 @@ def evaluate_store(store: RunPath, selection: dict) -> dict | None:
     edges = list(selection.get("strata_edges", []))
     thresholds = list(selection.get("strata_thresholds", [selection["threshold"]]))
     cols = ["frame", "score", "height", "width", "gt_mask", "mask", "mask_height", "mask_width"]
-    ds = ray.data.read_parquet(files, filesystem=store.fs).select_columns(cols + (["image"] if edges else []))
-    per_frame = ds.map_batches(_frame_metrics, fn_kwargs={"edges": edges, "thresholds": thresholds},
-                               batch_format="numpy")
+    cols += ["density", "image", "image_codec"] if edges else []  # images read only where a density is missing
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_frame = _files_dataset([{"path": f} for f in files], cpus).map_batches(
+        _file_metrics, fn_kwargs={"fs": store.fs, "columns": cols, "edges": edges, "thresholds": thresholds},
+        batch_size=None, batch_format="numpy")
     cols = per_frame.to_pandas()  # scalars only: five numbers per frame
     have = cols["j"].notna()
     if not have.any():

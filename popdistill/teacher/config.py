@@ -10,6 +10,7 @@ from typing import Any
 
 from popdistill.config import choice, job
 from popdistill.errors import UserError
+from popdistill.inference.config import DECODE_MODES, IMAGE_CODECS
 from popdistill.resources import ResourcesConfig
 
 __all__ = ["VideoPCAConfig", "TeacherConfig"]
@@ -112,7 +113,12 @@ class TeacherConfig:
     chunk_frames: int = 128
     actors: int = job(ResourcesConfig.actors)
     actor_cpus: float = job(ResourcesConfig.actor_cpus)
-    # CPUs of each Ray Data read task (decoding videos into chunks)
+    # where frames are decoded: in the VideoPCA actor (no frames cross Ray) or in Ray read tasks
+    decode: str = choice("actor", DECODE_MODES)
+    # how the store keeps frames: source (an image file's own bytes, else raw), raw, or jpeg
+    # (source, else JPEG at quality 95: lossy, a tenth of raw's size, for video frames at scale)
+    image_codec: str = choice("source", IMAGE_CODECS)
+    # CPUs of each Ray Data read task (decode: tasks)
     read_cpus: float = 0.25
     # torch threads in each VideoPCA actor
     torch_threads: int = 1

@@ -34,13 +34,14 @@ class VideoPCAActor(MaskActor):
 
     teacher = "videopca"
 
-    def __init__(self, store: str, export_png: str | None, generation: int, cfg: dict, threads: int):
+    def __init__(self, store: str, export_png: str | None, generation: int, cfg: dict, threads: int,
+                 source: dict | None = None, image_codec: str = "source", density: bool = True):
         import torch
 
         from popdistill.config import load
         from popdistill.teacher.videopca import VideoPCA
 
-        super().__init__(store, export_png, generation)
+        super().__init__(store, export_png, generation, source, image_codec, density)
         torch.set_num_threads(max(1, threads))
         self.videopca = VideoPCA(load(VideoPCAConfig, cfg))
 
@@ -68,9 +69,12 @@ def run_teacher(cfg: TeacherConfig, log=print) -> dict:
         fmt=cfg.format, data=cfg.data, reader_options=cfg.reader_options,
         store=paths["store"], done=paths["done"], actor=VideoPCAActor,
         actor_kwargs=dict(export_png=cfg.export_png, generation=cfg.generation,
-                          cfg=to_dict(cfg.videopca), threads=cfg.torch_threads),
+                          cfg=to_dict(cfg.videopca), threads=cfg.torch_threads,
+                          image_codec=cfg.image_codec,
+                          # the edge density (0.3 ms a frame) only where selection has strata
+                          density=cfg.select_strata > 1),
         chunk_frames=cfg.chunk_frames, min_frames=cfg.videopca.k + 1, actors=cfg.actors,
-        actor_cpus=cfg.actor_cpus, read_cpus=cfg.read_cpus, label="teacher", log=log,
+        actor_cpus=cfg.actor_cpus, read_cpus=cfg.read_cpus, decode=cfg.decode, label="teacher", log=log,
     )
 
     selection = select_top(paths["store"], paths["selected"], cfg.select_top, cfg.select_strata)

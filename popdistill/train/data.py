@@ -31,11 +31,15 @@ __all__ = [
 
 
 def decode_images(batch: Mapping[str, Any]) -> list[Tensor]:
-    """Each row's image as a 3 x H x W uint8 tensor."""
+    """Each row's image as a 3 x H x W uint8 tensor (raw or, with ``image_codec``, a file's
+    bytes: :func:`popdistill.data.schema.decode_image`)."""
+    from popdistill.data.schema import decode_image
+
+    codecs = batch["image_codec"] if "image_codec" in batch else [None] * len(batch["image"])
     out = []
-    for data, h, w in zip(batch["image"], batch["height"], batch["width"]):
-        arr = np.frombuffer(data, dtype=np.uint8).reshape(int(h), int(w), 3)
-        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+    for data, h, w, codec in zip(batch["image"], batch["height"], batch["width"], codecs):
+        arr = decode_image(data, int(h), int(w), codec)
+        out.append(torch.from_numpy(arr.copy() if not codec else arr).permute(2, 0, 1))
     return out
 
 

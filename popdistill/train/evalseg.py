@@ -235,6 +235,7 @@ def _store_images(store: str, max_frames: int, read_batch: int):
     ``max_frames`` frames spread evenly over the store (:func:`spread_rows`)."""
     import pyarrow.parquet as pq
 
+    from popdistill.data.schema import read_frame_columns
     from popdistill.storage import RunPath
     from popdistill.train.data import decode_images
 
@@ -247,7 +248,7 @@ def _store_images(store: str, max_frames: int, read_batch: int):
     for f, rows in zip(files, spread_rows(counts, max_frames)):
         if not rows:
             continue
-        table = pq.read_table(f, filesystem=root.fs, columns=["image", "height", "width"])
+        table = read_frame_columns(f, ["image", "height", "width", "image_codec"], root.fs)
         for im in decode_images(table.take(rows).to_pydict()):
             group = pending.setdefault(tuple(im.shape), [])
             group.append(im)

@@ -64,11 +64,15 @@ def _read_files(batch: dict, store: str, columns: list[str], rows_per_block: int
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from popdistill.data.schema import with_columns
+
     fs = RunPath.of(store).fs
     for path in batch["path"]:
         with fs.open_input_file(str(path)) as f:
-            for rb in pq.ParquetFile(f).iter_batches(batch_size=rows_per_block, columns=columns):
-                yield pa.Table.from_batches([rb])
+            pf = pq.ParquetFile(f)
+            present = [c for c in columns if c in pf.schema_arrow.names]
+            for rb in pf.iter_batches(batch_size=rows_per_block, columns=present):
+                yield with_columns(pa.Table.from_batches([rb]), columns)
 
 
 def read_store(
@@ -91,17 +95,16 @@ def read_store(
     runs would wait for their data forever. ``seed`` fixes the shuffled block order, and rows
     keep their order through the pipeline, so a rerun sees the same batches.
     """
-    import pyarrow.parquet as pq
     import ray
+
+    from popdistill.data.schema import read_frame_columns
 
     root = RunPath.of(store)
     files = root.files(".parquet")
     if not files:
         raise UserError(f"{store}: no Parquet files (expected a pseudo-label store)")
     if store_megabytes(store) <= cache_mb:
-        ds = ray.data.from_arrow(
-            [pq.read_table(f, filesystem=root.fs, columns=columns) for f in files]
-        )
+        ds = ray.data.from_arrow([read_frame_columns(f, columns, root.fs) for f in files])
     else:
         ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
         ds = ds.map_batches(

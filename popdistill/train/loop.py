@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "model.pt"
-TRAIN_COLUMNS = ["image", "height", "width", "mask", "mask_height", "mask_width"]
+TRAIN_COLUMNS = ["image", "height", "width", "image_codec", "mask", "mask_height", "mask_width"]
 VAL_COLUMNS = [*TRAIN_COLUMNS, "gt_mask"]
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> float:

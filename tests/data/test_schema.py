@@ -80,3 +80,47 @@ def test_parquet_filters_and_skipped(tmp_path):
     only = pq.read_table(tmp_path / "f.parquet", filters=[("dataset", "=", "world")])
     assert sorted(only.column("video").to_pylist()) == ["v0", "v1"]
     assert Skipped("a.mp4", "truncated").to_dict() == {"path": "a.mp4", "reason": "truncated"}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK", "RGBA"])
+def test_a_frame_stored_as_its_files_bytes_decodes_to_the_pixels_the_reader_read(tmp_path, mode):
+    from PIL import Image
+
+    from popdistill.data.readers._images import load_rgb_file
+
+    rng = np.random.default_rng(1)
+    fmt, suffix = ("PNG", "png") if mode == "RGBA" else ("JPEG", "jpg")
+    path = tmp_path / f"f.{suffix}"
+    Image.fromarray(rng.integers(0, 256, (12, 10, 4), dtype=np.uint8), "RGBA").convert(mode).save(path, fmt)
+    image, data, codec = load_rgb_file(path)
+    rec = FrameRecord("d", "v", 0, image, str(path), encoded=data, image_codec=codec)
+    table = records_to_table([rec])
+    assert table["image"][0].as_py() == path.read_bytes() and table["image_codec"][0].as_py() == suffix.replace("jpg", "jpeg")
+    back = table_to_records(table)[0]
+    np.testing.assert_array_equal(back.image, image)
+    # written again (a rescored or selected store), the bytes stay the file's
+    assert records_to_table([back])["image"][0].as_py() == data
+
+
+def test_raw_and_jpeg_frames_and_a_store_without_the_newer_columns(tmp_path):
+    import pyarrow as pa
+
+    from popdistill.data.schema import conform, decode_image, encode_jpeg, read_frame_columns
+
+    rng = np.random.default_rng(2)
+    image = np.kron(rng.integers(0, 256, (4, 4, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 32 x 32 blocks
+    data = encode_jpeg(image)
+    assert len(data) < image.nbytes / 3
+    assert np.abs(decode_image(data, 32, 32, "jpeg").astype(int) - image).mean() < 3  # lossy, close
+    np.testing.assert_array_equal(decode_image(image.tobytes(), 32, 32, None), image)
+    with pytest.raises(ValueError, match="16x32"):
+        decode_image(data, 32, 16, "jpeg")
+    # a store file written before `density` and `image_codec` existed: read as nulls (raw)
+    old = records_to_table(_records()).drop_columns(["density", "image_codec"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    cols = read_frame_columns(str(tmp_path / "old.parquet"), ["image", "density", "image_codec"])
+    assert cols.column_names == ["image", "density", "image_codec"]
+    assert cols["density"].null_count == cols["image_codec"].null_count == len(old)
+    assert conform(old).schema.equals(FRAME_SCHEMA)
+    np.testing.assert_array_equal(table_to_records(conform(old))[0].image, _records()[0].image)
+    assert conform(records_to_table(_records())) is not None and isinstance(old, pa.Table)

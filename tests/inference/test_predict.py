@@ -118,7 +118,7 @@ def _store(path: Path) -> list[dict]:
 def test_actor_writes_a_chunk_without_ray(davis, checkpoint, tmp_path):
     reader = create_reader("davis", davis)
     ref = reader.videos()[0]
-    rows = list(iter_chunks(reader, ref, chunk_frames=2, min_frames=1))
+    rows = [c.to_row() for c in iter_chunks(reader, ref, chunk_frames=2, min_frames=1)]
     assert [r["n_frames"] for r in rows] == [2, 1]
     actor = StudentPredictor(str(checkpoint), str(tmp_path / "store"), None, generation=4, threads=1, batch_size=2)
     assert actor.device.type in ("cpu", "cuda")
@@ -132,11 +132,30 @@ def test_actor_writes_a_chunk_without_ray(davis, checkpoint, tmp_path):
     np.testing.assert_allclose([r["score"] for r in stored], mean, atol=HALF_LSB)
 
 
+def test_an_actor_that_decodes_its_videos_writes_the_store_that_read_tasks_feed_it(davis, checkpoint, tmp_path):
+    """``decode: actor``: a video reference in, one summary a chunk out; the store is the one
+    written from chunk rows decoded elsewhere, row for row."""
+    import json
+
+    reader = create_reader("davis", davis)
+    refs = reader.videos()
+    rows = [c.to_row() for ref in refs for c in iter_chunks(reader, ref, chunk_frames=2, min_frames=1)]
+    fed = StudentPredictor(str(checkpoint), str(tmp_path / "fed"), None, generation=2, threads=1, batch_size=2)
+    fed({k: np.asarray([r[k] for r in rows], dtype=object) for k in rows[0]})
+    source = {"fmt": "davis", "root": str(davis), "options": {}, "chunk_frames": 2, "min_frames": 1}
+    own = StudentPredictor(str(checkpoint), str(tmp_path / "own"), None, generation=2, threads=1,
+                           batch_size=2, source=source)
+    out = list(own({"ref": np.asarray([json.dumps(r.to_dict()) for r in refs], dtype=object)}))
+    assert [(str(o["video"][0]), int(o["chunk"][0]), int(o["n_frames"][0])) for o in out] == \
+        [(r["video"], r["chunk"], r["n_frames"]) for r in rows]
+    assert _store(tmp_path / "own") == _store(tmp_path / "fed")
+
+
 def test_a_population_actor_writes_each_students_store_as_its_own_actor_would(davis, checkpoint, tmp_path):
     """One pass for several students: each store equals the one a single-student actor writes."""
     other = save_checkpoint(tmp_path / "fconv.pt", create_student("fconv_tiny"), config={"generation": 1})
     reader = create_reader("davis", davis)
-    rows = [r for ref in reader.videos() for r in iter_chunks(reader, ref, chunk_frames=2, min_frames=1)]
+    rows = [c.to_row() for ref in reader.videos() for c in iter_chunks(reader, ref, chunk_frames=2, min_frames=1)]
     batch = {k: np.asarray([r[k] for r in rows], dtype=object) for k in rows[0]}
     both = PopulationPredictor([str(checkpoint), str(other)],
                                [str(tmp_path / "a"), str(tmp_path / "b")], [None, None],

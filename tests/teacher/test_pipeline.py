@@ -168,12 +168,11 @@ def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_r
     assert teacher_contact_sheet(store, selected, tmp_path / "sheet.png") is not None
 
 
-def test_the_store_holds_each_frames_edge_density_and_an_older_store_without_it_selects_alike(
-        first_run, tmp_path):
-    """The actor stores the density of the frame it decoded, so selection reads scalars only; a
-    store written before that column existed (density null) gives the same selection."""
-    import shutil
-
+def test_selection_reads_stored_edge_densities_and_computes_missing_ones_alike(first_run, tmp_path):
+    """A VideoPCA actor stores each frame's edge density when the selection has strata, so
+    selection reads scalars only; a store without them (select_strata 1, or written before the
+    column existed) gives the same selection, the densities computed from the images."""
+    from popdistill.data.schema import FrameRecord
     from popdistill.selection.scores import edge_density
     from popdistill.selection.store import select_top
     from popdistill.storage import RunPath
@@ -181,25 +180,33 @@ def test_the_store_holds_each_frames_edge_density_and_an_older_store_without_it_
     report, _, _ = first_run
     files = sorted(Path(report["store"]).rglob("*.parquet"))
     table = pads.dataset([str(f) for f in files], format="parquet").to_table()
-    images = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b, h, w in zip(
-        table["image"].to_pylist(), table["height"].to_pylist(), table["width"].to_pylist())]
-    assert table["density"].to_pylist() == [edge_density(im) for im in images]
-    old = tmp_path / "old"
+    rows = table.to_pylist()
+    assert {r["density"] for r in rows} == {None}  # select_strata 1: not computed
+    # each frame is its image file's own bytes, decoded to the pixels the reader decoded
+    assert all(r["image"] == Path(r["source"]).read_bytes() for r in rows)
+    assert {r["image_codec"] for r in rows} == {"jpeg"}
+    filled, old = tmp_path / "filled", tmp_path / "old"
     for f in files:
-        target = old / f.relative_to(report["store"])
-        target.parent.mkdir(parents=True, exist_ok=True)
         t = pq.read_table(f)
-        pq.write_table(t.drop_columns(["density"]) if f.parent.name == "seq0" else
-                       t.set_column(t.schema.get_field_index("density"), "density",
-                                    pa.nulls(t.num_rows, pa.float64())), target)
-    new = select_top(RunPath.of(report["store"]), RunPath.of(str(tmp_path / "a")), 0.25, strata=2)
+        values = [edge_density(FrameRecord.from_row(r).image) for r in t.to_pylist()]
+        for root, out in ((filled, t.set_column(t.schema.get_field_index("density"), "density",
+                                                pa.array(values, pa.float64()))),
+                          (old, t.drop_columns(["density", "image_codec"]) if f.parent.name == "seq0" else t)):
+            target = root / f.relative_to(report["store"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(out, target)
+    if old.joinpath("seq0").exists():  # an old raw store file: images as raw bytes again
+        for f in (old / "seq0").glob("*.parquet"):
+            t = pq.read_table(f)
+            raw = [FrameRecord.from_row({**r, "image_codec": "jpeg"}).image.tobytes() for r in t.to_pylist()]
+            pq.write_table(t.set_column(t.schema.get_field_index("image"), "image", pa.array(raw, pa.binary())), f)
+    new = select_top(RunPath.of(str(filled)), RunPath.of(str(tmp_path / "a")), 0.25, strata=2)
     legacy = select_top(RunPath.of(str(old)), RunPath.of(str(tmp_path / "b")), 0.25, strata=2)
     assert legacy["kept"] == new["kept"] and legacy["strata_thresholds"] == new["strata_thresholds"]
     assert [(r["video"], r["frame"]) for r in _store_rows(legacy["store"])] == \
         [(r["video"], r["frame"]) for r in _store_rows(new["store"])]
-    # the copies are in the store's schema, the density filled in as null where it was missing
+    # the copies are in the store's schema, the columns an old file lacks filled in as null
     assert pq.read_schema(next((tmp_path / "b" / "seq0").glob("*.parquet"))).names == table.schema.names
-    shutil.rmtree(old)
 
 
 def test_select_strata_must_be_a_positive_integer(corpus, tmp_path):
@@ -207,3 +214,37 @@ def test_select_strata_must_be_a_positive_integer(corpus, tmp_path):
 
     with pytest.raises(UserError, match="select_strata: 0 must be an integer >= 1"):
         _cfg(corpus, tmp_path, select_strata=0).validate()
+
+
+@pytest.mark.parametrize("codec", ["raw", "jpeg"])
+def test_the_videopca_actor_decodes_its_videos_and_stores_frames_as_the_codec_says(tmp_path, codec):
+    """No Ray: the actor is given video references, decodes them, and writes each chunk; frames
+    of an H.264 file have no file of their own, so `source` would store them raw."""
+    import json
+
+    from popdistill.config import to_dict
+    from popdistill.data.readers import create_reader
+    from popdistill.data.schema import FrameRecord
+    from popdistill.selection.scores import edge_density
+    from popdistill.teacher.pipeline import VideoPCAActor
+    from tests.data.fixtures import write_video
+
+    write_video(tmp_path / "videos" / "a.mp4", 10, 64, 64, moving=True)
+    cfg = _cfg(tmp_path / "videos", tmp_path / "run", format="video_folder")
+    source = {"fmt": "video_folder", "root": str(tmp_path / "videos"), "options": {}, "chunk_frames": 8,
+              "min_frames": cfg.videopca.k + 1}
+    actor = VideoPCAActor(str(tmp_path / "store"), None, 1, to_dict(cfg.videopca), 1, source=source,
+                          image_codec=codec)
+    refs = create_reader("video_folder", tmp_path / "videos").videos()
+    out = list(actor({"ref": np.asarray([json.dumps(r.to_dict()) for r in refs], dtype=object)}))
+    assert sum(int(o["n_frames"][0]) for o in out) == 10 and bool(out[-1]["last"][0])
+    rows = pads.dataset(str(tmp_path / "store"), format="parquet").to_table().to_pylist()
+    decoded = [r.image for r in create_reader("video_folder", tmp_path / "videos").read_video(refs[0])]
+    assert [r["image_codec"] for r in rows] == [None if codec == "raw" else "jpeg"] * 10
+    for row, image in zip(rows, decoded):
+        back = FrameRecord.from_row(row).image
+        assert row["density"] == edge_density(image)  # computed from the decoded frame
+        if codec == "raw":
+            np.testing.assert_array_equal(back, image)
+        else:
+            assert len(row["image"]) < image.nbytes / 2 and np.abs(back.astype(int) - image).mean() < 4

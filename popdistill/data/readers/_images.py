@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """Decode an image file to H x W x 3 uint8 RGB; raises on unreadable files."""
-    with Image.open(path) as im:
+    return load_rgb_file(path)[0]
+
+
+def load_rgb_file(path: str | Path) -> tuple[np.ndarray, bytes, str]:
+    """:func:`load_rgb`, and the file's bytes and format (``jpeg``, ``png``, ...): a store
+    keeps the bytes instead of the decoded pixels (``popdistill.data.schema.decode_image``
+    gives the same pixels back)."""
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        codec = (im.format or "image").lower()
+        return np.asarray(im.convert("RGB"), dtype=np.uint8), data, codec
 
 
 def load_label_png(path: str | Path) -> np.ndarray:
@@ -37,14 +47,14 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def boxes_from_labels(labels: np.ndarray) -> np.ndarray:
-    """One [x0, y0, x1, y1] box (x1, y1 exclusive) per non-zero label value; N x 4 float32."""
-    boxes = []
-    flat = labels.ravel()
-    # Label images hold a few small ids: a bincount finds them faster than np.unique.
-    values = np.flatnonzero(np.bincount(flat)) if flat.size and flat.min() >= 0 else np.unique(flat)
-    for value in values:
-        if value == 0:
-            continue
-        ys, xs = np.nonzero(labels == value)
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    """One [x0, y0, x1, y1] box (x1, y1 exclusive) per non-zero label value, by value; N x 4
+    float32."""
+    from scipy.ndimage import find_objects
+
+    labels = np.asarray(labels)
+    if labels.size and labels.min() < 0:  # find_objects ignores values <= 0: rank them instead
+        nonzero = np.unique(labels[labels != 0])
+        labels = np.where(labels == 0, 0, np.searchsorted(nonzero, labels) + 1)
+    slices = find_objects(labels.astype(np.int64, copy=False)) if labels.size else []
+    boxes = [[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices if s is not None]
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

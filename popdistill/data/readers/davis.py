@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from popdistill.data.readers._images import boxes_from_labels, list_images, load_rgb
+from popdistill.data.readers._images import boxes_from_labels, list_images, load_rgb_file
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
@@ -62,7 +62,7 @@ class DavisReader(Reader):
         ann_dir = self.root / "Annotations" / res / ref.video
         for index, path in enumerate(frames):
             try:
-                image = load_rgb(path)
+                image, encoded, codec = load_rgb_file(path)
             except Exception as exc:  # noqa: BLE001
                 self.skip(path, f"unreadable image: {exc}", on_skip)
                 continue
@@ -80,4 +80,6 @@ class DavisReader(Reader):
                 source=str(path),
                 gt_mask=gt_mask,
                 gt_boxes=gt_boxes,
+                encoded=encoded,
+                image_codec=codec,
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from popdistill.data.readers._images import list_images, load_rgb
+from popdistill.data.readers._images import list_images, load_rgb_file
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
 from popdistill.errors import UserError
@@ -85,7 +85,7 @@ class ObjectDiscoveryReader(Reader):
         mode = self.options.get("boxes", "components")
         for index, path in enumerate(images):
             try:
-                image = load_rgb(path)
+                image, encoded, codec = load_rgb_file(path)
             except Exception as exc:  # noqa: BLE001 - any decode failure is reported by path
                 self.skip(path, f"unreadable image: {exc}", on_skip)
                 continue
@@ -102,4 +102,6 @@ class ObjectDiscoveryReader(Reader):
                 source=str(path),
                 gt_mask=gt_mask,
                 gt_boxes=gt_boxes,
+                encoded=encoded,
+                image_codec=codec,
             )

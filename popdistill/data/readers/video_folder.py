@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from popdistill.data.readers._images import IMAGE_SUFFIXES, load_rgb
+from popdistill.data.readers._images import IMAGE_SUFFIXES, load_rgb_file
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
 from popdistill.data.video_decode import VideoDecodeError, decode_video_indexed, parse_size
@@ -106,13 +106,16 @@ class VideoFolderReader(Reader):
                 ref.video = Path(ref.path).relative_to(self.root).as_posix()
         return refs
 
-    def _record(self, ref: VideoRef, frame: int, image: np.ndarray, source: str) -> FrameRecord:
+    def _record(self, ref: VideoRef, frame: int, image: np.ndarray, source: str,
+                encoded: bytes | None = None, codec: str | None = None) -> FrameRecord:
         return FrameRecord(
             dataset=self.options.get("dataset_name", "video_folder"),
             video=ref.video,
             frame=frame,
             image=image,
             source=source,
+            encoded=encoded,
+            image_codec=codec,
         )
 
     def iter_frames(self, ref: VideoRef, on_skip: SkipFn) -> Iterator[FrameRecord]:
@@ -149,8 +152,11 @@ class VideoFolderReader(Reader):
         size = self._size()
         for index, path in enumerate(paths):
             try:
-                image = load_rgb(path)
+                image, encoded, codec = load_rgb_file(path)
             except Exception as exc:  # noqa: BLE001 - any decode failure is reported by path
                 self.skip(path, f"unreadable image: {exc}", on_skip)
                 continue
-            yield self._record(ref, index, _resize(image, size), str(path))
+            if size is None:  # the file's own bytes are the stored frame
+                yield self._record(ref, index, image, str(path), encoded, codec)
+            else:
+                yield self._record(ref, index, _resize(image, size), str(path))

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
-from popdistill.data.readers._images import list_images, load_rgb
+from popdistill.data.readers._images import list_images, load_rgb_file
 from popdistill.data.readers._registry import Reader, SkipFn, VideoRef, register_reader
 from popdistill.data.schema import FrameRecord
 
@@ -143,7 +143,7 @@ class _YouTubeObjectsBase(Reader):
         self, ref: VideoRef, path: Path, frame: int, boxes, box_src, on_skip: SkipFn
     ) -> FrameRecord | None:
         try:
-            image = load_rgb(path)
+            image, encoded, codec = load_rgb_file(path)
         except Exception as exc:  # noqa: BLE001 - any decode failure is reported by path
             self.skip(path, f"unreadable image: {exc}", on_skip)
             return None
@@ -161,6 +161,8 @@ class _YouTubeObjectsBase(Reader):
             image=image,
             source=str(path),
             gt_boxes=gt_boxes,
+            encoded=encoded,
+            image_codec=codec,
         )
 
     def _classes(self, found: list[str]) -> list[str]:
