@@ -183,7 +183,10 @@ def stream_masks(
     if decode not in DECODE_MODES:
         raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
     if todo:
-        ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=len(todo))
+        # ~16 videos a task at scale (a million frames: ~1,000 tasks, not 20,000: Ray keeps a
+        # record of every task, and that grew the memory of a long run), one a task when few
+        blocks = min(len(todo), max(8 * actors, len(todo) // 16))
+        ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=blocks)
         source = dict(fmt=fmt, root=data, options=reader_options, chunk_frames=chunk_frames, min_frames=min_frames)
         if decode == "tasks":
             ds = ds.flat_map(read_chunks, fn_kwargs=source, num_cpus=read_cpus)
@@ -198,22 +201,31 @@ def stream_masks(
             num_cpus=actor_cpus,
             num_gpus=actor_gpus or None,
         )
-        seen: dict[str, list[int]] = {}  # video -> [chunks seen, frames, chunks expected or -1]
+        # video -> {chunk: frames}, and its chunk count once its last chunk is in. By chunk
+        # index: a chunk summarised twice (a task retried after its actor died) counts once
+        seen: dict[str, dict[int, int]] = {}
+        expected: dict[str, int] = {}
+        marked: set[str] = set()
         bar = Progress(len(todo), label, "videos", log)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["video"])):
-                video, n = str(batch["video"][i]), int(batch["n_frames"][i])
-                state = seen.setdefault(video, [0, 0, -1])
-                state[0] += 1
-                state[1] += n
-                frames += n
+                video, chunk, n = str(batch["video"][i]), int(batch["chunk"][i]), int(batch["n_frames"][i])
+                if video in marked:  # a late copy of a finished video's chunk
+                    continue
+                chunks = seen.setdefault(video, {})
+                if chunk not in chunks:
+                    frames += n
+                    skipped += [Skipped(**s) for s in json.loads(str(batch["skipped"][i]))]
+                chunks[chunk] = n
                 actor_seconds += float(batch["seconds"][i])
-                skipped += [Skipped(**s) for s in json.loads(str(batch["skipped"][i]))]
                 if bool(batch["last"][i]):
-                    state[2] = int(batch["n_chunks"][i])
-                if state[0] == state[2] and state[1] > 0:
+                    expected[video] = int(batch["n_chunks"][i])
+                total = sum(chunks.values())
+                if len(chunks) == expected.get(video, -1) and total > 0:
+                    marked.add(video)
+                    del seen[video], expected[video]  # the driver keeps O(videos) small state
                     for d in dones:
-                        sink.mark_done(d, video, {"video": video, "frames": state[1], "chunks": state[0]})
+                        sink.mark_done(d, video, {"video": video, "frames": total, "chunks": len(chunks)})
                     bar.update(1, frames=frames)
         bar.close()
     seconds = time.perf_counter() - t0

@@ -92,8 +92,11 @@ def read_store(
     epoch, one read task of ``data_cpus`` CPUs per file. ``ray.data.read_parquet`` is not used
     for them: in Ray 2.60 it starts with a file-listing task that asks for a whole CPU, which
     never fits beside the training workers of a population (2 x 0.9 CPU on 2 CPUs), so the
-    runs would wait for their data forever. ``seed`` fixes the shuffled block order, and rows
-    keep their order through the pipeline, so a rerun sees the same batches.
+    runs would wait for their data forever. ``seed`` fixes the shuffled block order, the same
+    every epoch, and rows keep their order through the pipeline; each epoch's own shuffle is
+    the workers' local shuffle, seeded by the epoch (``train.loop``). So a rerun sees the same
+    batches, and so does a student resumed from a checkpoint in a new process: an order that
+    changed with each execution of the dataset would start again at epoch 0's there.
     """
     import ray
 
@@ -121,8 +124,7 @@ def read_store(
         return ds.randomize_block_order()
     from ray.data._internal.random_config import RandomSeedConfig
 
-    # a new order every epoch (execution), the same sequence of orders on every rerun
-    return ds.randomize_block_order(seed=RandomSeedConfig(seed, reseed_after_execution=True))
+    return ds.randomize_block_order(seed=RandomSeedConfig(seed, reseed_after_execution=False))
 
 
 def scaling_config(cfg: TrainConfig, has_gpus: bool):

@@ -137,6 +137,22 @@ def test_a_rerun_gives_the_same_numbers_and_a_step_budget_ends_the_run(ray_sessi
 
 
 @pytest.mark.timeout(420)
+def test_a_student_killed_and_resumed_ends_with_the_weights_of_one_never_killed(ray_session, stores, tmp_path):
+    """The resumed epochs see the batches they would have seen: the block order is the same
+    every epoch and each epoch's shuffle is seeded by the epoch, not by how many times this
+    process has iterated the data (a resumed process starts that count again)."""
+    kw = dict(val_store=None, torch_threads=1, epochs=3, cache_mb=0.0)
+    clean = train_student(_config(stores, tmp_path / "clean", **kw))
+    killed = train_student(_config(stores, tmp_path / "killed", fault_epoch=1,
+                                   fault_marker=str(tmp_path / "died"), max_failures=1, **kw))
+    assert killed["attempt"] == 1 and killed["start_epoch"] == 1
+    assert [h["train_loss"] for h in killed["history"]] == [h["train_loss"] for h in clean["history"]]
+    wa = load_checkpoint(Path(clean["checkpoint"]) / CHECKPOINT_FILE)[0].state_dict()
+    wb = load_checkpoint(Path(killed["checkpoint"]) / CHECKPOINT_FILE)[0].state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.timeout(420)
 def test_killed_worker_resumes_from_its_last_checkpoint(ray_session, stores, tmp_path):
     marker = tmp_path / "died"
     cfg = _config(
