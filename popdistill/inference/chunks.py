@@ -64,10 +64,6 @@ class Chunk:
                 "ipc": table_to_ipc(records_to_table(self.records))}
 
 
-def _row(ref: VideoRef, index: int, frames: list[FrameRecord], skipped: list[Skipped], last: bool) -> Chunk:
-    return Chunk(ref.video, index, frames, skipped, last)
-
-
 def iter_chunks(
     reader: Reader, ref: VideoRef, chunk_frames: int, min_frames: int
 ) -> Iterator[Chunk]:
@@ -87,14 +83,14 @@ def iter_chunks(
         current.append(record)
         if len(current) == chunk_frames:
             if pending is not None:
-                yield _row(ref, index, pending, skipped, last=False)
+                yield Chunk(ref.video, index, pending, skipped, last=False)
                 skipped = []
                 index += 1
             pending, current = current, []
     if pending is not None and len(current) < min_frames:
         pending, current = pending + current, []
     if pending is not None and current:
-        yield _row(ref, index, pending, skipped, last=False)
+        yield Chunk(ref.video, index, pending, skipped, last=False)
         skipped = []
         index += 1
         pending, current = current, []
@@ -105,7 +101,7 @@ def iter_chunks(
                 Skipped(ref.path, f"video has {len(final)} readable frame(s); at least {min_frames} needed")
             )
         final = []
-    yield _row(ref, index, final, skipped, last=True)
+    yield Chunk(ref.video, index, final, skipped, last=True)
 
 
 def read_chunks(row: dict, fmt: str, root: str, options: dict, chunk_frames: int, min_frames: int):
