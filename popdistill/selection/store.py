@@ -125,9 +125,13 @@ def _copy_kept(batch: dict, fs, root: str, edges: list[float], thresholds: list[
     return {"kept": np.asarray(kept, np.int64)}
 
 
-def _files_dataset(rows: list[dict], cpus: int):
+def _files_dataset(rows: list[dict]):
+    """One row a store file, in blocks of a few files: Ray Data tasks read them with pyarrow,
+    only the columns they need (``ray.data.read_parquet`` cannot leave out a column that some
+    files of an older store lack)."""
     import ray
 
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     return ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 8 * cpus)))
 
 
@@ -135,16 +139,14 @@ def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int =
     """Write the frames of ``store`` with the top ``fraction`` of scores (of each of ``strata``
     edge-density strata) to ``selected``; returns the selection's report, whose ``strata_edges``
     and ``strata_thresholds`` reproduce it (:func:`evaluate_store`)."""
-    import ray
 
     files = store.files(".parquet")
     selected.delete()
     if not files:
         return {"fraction": fraction, "threshold": float("nan"), "kept": 0, "total": 0, "store": selected.uri,
                 "strata": strata, "strata_edges": [], "strata_thresholds": [float("inf")], "strata_kept": []}
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     rows = [{"index": i, "path": f} for i, f in enumerate(files)]
-    parts = list(_files_dataset(rows, cpus).map_batches(
+    parts = list(_files_dataset(rows).map_batches(
         _scan, fn_kwargs={"fs": store.fs, "strata": strata}, batch_size=None, batch_format="numpy")
         .iter_batches(batch_size=None, batch_format="numpy"))
     file_of = np.concatenate([p["file"] for p in parts])
@@ -158,7 +160,7 @@ def select_top(store: RunPath, selected: RunPath, fraction: float, strata: int =
     prefix = store.path.rstrip("/") + "/"
     todo = [{"path": files[i], "target": files[i][len(prefix):]} for i in np.unique(file_of[kept])]
     if todo:
-        copied = sum(int(b["kept"].sum()) for b in _files_dataset(todo, cpus).map_batches(
+        copied = sum(int(b["kept"].sum()) for b in _files_dataset(todo).map_batches(
             _copy_kept, fn_kwargs={"fs": store.fs, "root": selected.uri, "edges": edges.tolist(),
                                    "thresholds": thresholds.tolist()}, batch_size=None, batch_format="numpy")
             .iter_batches(batch_size=None, batch_format="numpy"))
@@ -196,8 +198,12 @@ def _frame_metrics(batch: dict, edges: list[float], thresholds: list[float]) -> 
 def _file_metrics(batch: dict, fs, columns: list[str], edges: list[float], thresholds: list[float]) -> dict:
     from popdistill.data.schema import read_frame_columns
 
-    parts = [_frame_metrics(read_frame_columns(str(p), columns, fs).to_pydict(), edges, thresholds)
-             for p in batch["path"]]
+    parts = []
+    for path in batch["path"]:
+        table = read_frame_columns(str(path), columns, fs)
+        if edges and np.isnan(_column(table, "density")).any():  # an older store: from the images
+            table = read_frame_columns(str(path), columns + [c for c in _IMAGE_COLUMNS if c not in columns], fs)
+        parts.append(_frame_metrics(table.to_pydict(), edges, thresholds))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -205,7 +211,6 @@ def evaluate_store(store: RunPath, selection: dict) -> dict | None:
     """Mean P and J of the teacher's masks over all / selected / rejected frames (``selection``:
     :func:`select_top`'s report), and the centre prior's J, where the store has ground truth;
     None when it has none."""
-    import ray
 
     files = store.files(".parquet")
     if not files:
@@ -213,9 +218,8 @@ def evaluate_store(store: RunPath, selection: dict) -> dict | None:
     edges = list(selection.get("strata_edges", []))
     thresholds = list(selection.get("strata_thresholds", [selection["threshold"]]))
     cols = ["frame", "score", "height", "width", "gt_mask", "mask", "mask_height", "mask_width"]
-    cols += ["density", "image", "image_codec"] if edges else []  # images read only where a density is missing
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    per_frame = _files_dataset([{"path": f} for f in files], cpus).map_batches(
+    cols += ["density"] if edges else []
+    per_frame = _files_dataset([{"path": f} for f in files]).map_batches(
         _file_metrics, fn_kwargs={"fs": store.fs, "columns": cols, "edges": edges, "thresholds": thresholds},
         batch_size=None, batch_format="numpy")
     cols = per_frame.to_pandas()  # scalars only: five numbers per frame
