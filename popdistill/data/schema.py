@@ -215,9 +215,7 @@ def conform(table: pa.Table) -> pa.Table:
     written before they existed) as nulls."""
     if table.schema.equals(FRAME_SCHEMA):
         return table
-    columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-               for f in FRAME_SCHEMA]
-    return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)
+    return pa.Table.from_arrays(with_columns(table, FRAME_SCHEMA.names).columns, schema=FRAME_SCHEMA)
 
 
 def with_columns(table: pa.Table, columns: list[str]) -> pa.Table:

@@ -55,8 +55,6 @@ class PredictConfig:
                 raise UserError(f"{name}: {getattr(self, name)} must be >= 1")
         if self.generation is not None and self.generation < 1:
             raise UserError(f"generation: {self.generation} must be >= 1")
-        if self.decode not in ("auto", *DECODE_MODES):
-            raise UserError(f"decode: {self.decode!r} is not one of auto, {', '.join(DECODE_MODES)}")
         if self.actor_cpus < 0 or self.actor_gpus < 0 or self.read_cpus < 0:
             raise UserError("actor_cpus, actor_gpus, read_cpus: must be >= 0")
 

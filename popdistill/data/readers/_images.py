@@ -11,15 +11,10 @@ from PIL import Image
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to H x W x 3 uint8 RGB; raises on unreadable files."""
-    return load_rgb_file(path)[0]
-
-
 def load_rgb_file(path: str | Path) -> tuple[np.ndarray, bytes, str]:
-    """:func:`load_rgb`, and the file's bytes and format (``jpeg``, ``png``, ...): a store
-    keeps the bytes instead of the decoded pixels (``popdistill.data.schema.decode_image``
-    gives the same pixels back)."""
+    """An image file decoded to H x W x 3 uint8 RGB (raises on unreadable files), with the
+    file's bytes and format (``jpeg``, ``png``, ...): a store keeps the bytes instead of the
+    decoded pixels (``popdistill.data.schema.decode_image`` gives the same pixels back)."""
     data = Path(path).read_bytes()
     with Image.open(io.BytesIO(data)) as im:
         im.load()
