@@ -115,3 +115,29 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         # Our own progress bars say what is happening; Ray Data's would bury them.
         ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
+
+
+def keep_freed_memory(mmap_threshold_mib: int = 32, trim_threshold_mib: int = 1024) -> bool:
+    """Have glibc's allocator keep the memory a worker frees, for a process that handles
+    same-sized chunks over and over (the mask actors).
+
+    By default glibc hands large freed blocks back to the OS and lifts its mmap threshold as it
+    goes, so each chunk's arrays (a few MiB) come back as fresh pages that the kernel must fault
+    in and zero: measured on a 128 px corpus, that made VideoPCA 20-40 % slower inside an actor
+    than in a fresh process. A fixed mmap threshold and a high trim threshold keep those pages
+    in the heap; the process's memory stays at its working set. Returns whether it applied
+    (glibc only; elsewhere nothing changes).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    return bool(mallopt(m_mmap_threshold, mmap_threshold_mib << 20)) and bool(mallopt(m_trim_threshold, trim_threshold_mib << 20))

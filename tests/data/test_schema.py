@@ -124,3 +124,19 @@ def test_raw_and_jpeg_frames_and_a_store_without_the_newer_columns(tmp_path):
     assert conform(old).schema.equals(FRAME_SCHEMA)
     np.testing.assert_array_equal(table_to_records(conform(old))[0].image, _records()[0].image)
     assert conform(records_to_table(_records())) is not None and isinstance(old, pa.Table)
+
+
+def test_the_table_built_by_columns_equals_arrows_row_by_row_table():
+    """``records_to_table`` builds its columns itself (boxes from one stacked array); it must
+    give what Arrow builds from the rows: frames without boxes, with none, with several."""
+    import pyarrow as pa
+
+    records = _records()
+    records[0].mask, records[0].score, records[0].density = np.full((3, 4), 0.5, np.float32), 0.5, 0.01
+    records.append(FrameRecord("davis", "seq", 4, np.zeros((6, 8, 3), np.uint8), "x/00004.jpg",
+                               gt_boxes=np.zeros((0, 4), np.float32)))
+    by_rows = pa.Table.from_pylist([r.to_row() for r in records], schema=FRAME_SCHEMA)
+    table = records_to_table(records)
+    assert table.validate(full=True) is None
+    assert table.equals(by_rows)
+    assert table["gt_boxes"].to_pylist()[-1] == [] and table["gt_boxes"].to_pylist()[0] is None

@@ -10,6 +10,7 @@ import pytest
 
 from popdistill.selection.scores import (
     ScorePool,
+    edge_densities,
     edge_density,
     keep_mask,
     mask_score,
@@ -93,6 +94,25 @@ def test_edge_density_is_zero_on_flat_images_and_grows_with_clutter():
     # An RGB grey image and its grey channel (uint8 or float in [0, 1]) measure the same.
     assert edge_density(stripes[..., 0]) == pytest.approx(edge_density(stripes), rel=1e-3)
     assert edge_density(stripes[..., 0] / 255.0) == pytest.approx(edge_density(stripes[..., 0]))
+
+
+@pytest.mark.parametrize("shape", [(5, 37, 53, 3), (3, 16, 16), (11, 128, 128, 3)])
+def test_edge_densities_are_scikit_images_sobel_of_the_grey_frame(shape):
+    """The chunk-at-once float32 computation against its definition, frame by frame in
+    scikit-image: uint8 and float frames, RGB and grey, a stack that is not a multiple of the
+    group."""
+    from skimage.color import rgb2gray
+    from skimage.filters import sobel
+
+    frames = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    frames[0] = 7  # a flat frame has no edges
+    expected = np.array([sobel(rgb2gray(f) if f.ndim == 3 else f / 255.0).mean() for f in frames])
+    assert expected[0] == 0.0
+    np.testing.assert_allclose(edge_densities(frames), expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(edge_densities(frames / 255.0), expected, rtol=1e-6, atol=1e-9)
+    assert [edge_density(f) for f in frames[:2]] == edge_densities(frames[:2]).tolist()
+    with pytest.raises(ValueError, match="T x H x W"):
+        edge_densities(frames[0, ..., 0])
 
 
 def test_strata_cut_values_into_equal_counts():

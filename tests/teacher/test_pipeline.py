@@ -138,7 +138,7 @@ def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_r
     from popdistill.selection.scores import edge_density, stratified_keep, stratified_thresholds
     from popdistill.selection.store import evaluate_store, select_top
     from popdistill.storage import RunPath
-    from popdistill.teacher.report import teacher_contact_sheet
+    from popdistill.teacher.report import contact_sheet_frames, teacher_contact_sheet
 
     report, _, _ = first_run
     store, selected = RunPath.of(report["store"]), RunPath.of(str(tmp_path / "selected"))
@@ -166,6 +166,14 @@ def test_stratified_selection_keeps_the_top_of_each_edge_density_stratum(first_r
     assert metrics["selected"]["frames"] == len(expected)
     assert metrics["rejected"]["frames"] == len(recs) - len(expected)
     assert teacher_contact_sheet(store, selected, tmp_path / "sheet.png") is not None
+    # the sheet's frames: kept ones from the selection, rejected ones from outside it, a video each
+    groups = dict(contact_sheet_frames(store, selected, per_group=3))
+    assert {(r.video, r.frame) for r in groups["selected"]} <= expected
+    assert not {(r.video, r.frame) for r in groups["rejected"]} & expected
+    kept_videos = {v for v, _ in expected}
+    rejected_videos = {r.video for r, k in zip(recs, keep) if not k}
+    for name, videos in (("selected", kept_videos), ("rejected", rejected_videos)):
+        assert len({r.video for r in groups[name]}) == len(groups[name]) == min(3, len(videos))
 
 
 def test_selection_reads_stored_edge_densities_and_computes_missing_ones_alike(first_run, tmp_path):
