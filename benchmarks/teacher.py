@@ -9,13 +9,14 @@ Measures, on the embedded medium corpus (20 videos x 48 frames at 128 px, genera
    videos as H.264 files through the video_folder reader, one process;
 2. VideoPCA alone, frames/s per core (torch with one thread, frames already in memory);
 3. the ceiling of the pipeline on this machine: cores / (decode + VideoPCA time a frame), from
-   1 and 2, for JPEG and for H.264 input;
+   1 and 2, for JPEG and for H.264 input (1 and 2 are measured before and after the pipeline
+   runs, and the ceiling takes the mean times: this VM's speed drifts over a long run);
 4. the whole pipeline (``popdistill teacher``'s ``run_teacher``, 4 edge-density strata as the
    run configs use: video references -> VideoPCA actors that decode, mask, score, measure the
    edge density and store), frames/s of the streaming pass (start-up of Ray itself excluded,
    actor start-up included), against the ceiling (and against the ceiling that counts the
    edge density too);
-5. 1 vs 2 actors on the corpus x10;
+5. 1 vs 2 actors on the corpus x10 (and x100 when it is among the scales);
 6. peak memory (PSS summed over the driver and every Ray process, the object store included)
    while the pipeline runs, at every scale above x1;
 7. the selection pass (top 20 %, 4 edge-density strata: reads the score and density columns,
@@ -51,7 +52,7 @@ def ensure_world(path: Path) -> Path:
 def bench_decode_jpeg(world: Path) -> dict:
     from popdistill.data.readers import create_reader
 
-    reader = create_reader("davis", world)
+    reader = create_reader("davis", world, repeat=3)  # 2,880 frames, as many as VideoPCA's
     t0, n = time.perf_counter(), 0
     for _ in reader:
         n += 1
@@ -124,16 +125,20 @@ def bench_videopca(world: Path, keep_freed_memory: bool = False) -> dict:
 
 
 def bench_edge_density(world: Path) -> dict:
-    """``edge_density`` (one Sobel filter of the grey frame) per core, frames in memory."""
+    """The edge density per core, frames in memory, a chunk (a video) at a time as the actors
+    compute it."""
     from popdistill.data.readers import create_reader
-    from popdistill.selection.scores import edge_density
+    from popdistill.selection.scores import edge_densities
 
-    frames = [r.image for r in create_reader("davis", world)]
-    edge_density(frames[0])  # warm-up (imports)
-    t0 = time.perf_counter()
-    for f in frames:
-        edge_density(f)
-    return {"frames": len(frames), "frames_per_s_per_core": len(frames) / (time.perf_counter() - t0)}
+    reader = create_reader("davis", world)
+    videos = [np.stack([r.image for r in reader.read_video(ref)]) for ref in reader.videos()]
+    edge_densities(videos[0])  # warm-up (imports)
+    t0, n = time.perf_counter(), 0
+    for _ in range(3):
+        for v in videos:
+            edge_densities(v)
+            n += len(v)
+    return {"frames": n, "frames_per_s_per_core": n / (time.perf_counter() - t0)}
 
 
 def bench_selection(store: Path, work: Path) -> list[dict]:
@@ -235,22 +240,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     results = {"machine": f"{platform.node()} {cores} cpus", "date": time.strftime("%Y-%m-%d")}
 
-    print("decode alone ...", flush=True)
-    results["decode_jpeg"] = bench_decode_jpeg(world)
+    print("decode, VideoPCA and the edge density alone ...", flush=True)
     (work / "mp4").mkdir(exist_ok=True)
-    results["decode_h264"] = bench_decode_h264(world, work / "mp4")
-    print("VideoPCA alone ...", flush=True)
-    results["videopca"] = bench_videopca(world)
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results["videopca_kept_memory"] = pool.submit(bench_videopca, world, True).result()
-    results["edge_density"] = bench_edge_density(world)
-    vpca = 1 / results["videopca"]["frames_per_s_per_core"]
-    ceiling = {"davis": cores / (1 / results["decode_jpeg"]["frames_per_s"] + vpca),
-               "video_folder": cores / (1 / results["decode_h264"]["reader_frames_per_s"] + vpca)}
-    density = 1 / results["edge_density"]["frames_per_s_per_core"]
-    results["ceiling_with_density"] = {k: cores / (cores / v + density) for k, v in ceiling.items()}
-    results["ceiling"] = ceiling
-
+    results["alone_before"] = measure_alone(world, work)
     from popdistill.ray_env import init_ray
 
     init_ray(num_cpus=cores)
@@ -266,27 +258,61 @@ def main() -> None:
         print(f"pipeline, H.264, 2 actors, corpus x{scale} ...", flush=True)
         runs.append(bench_pipeline(work / "mp4", work, 2, scale, memory=True, fmt="video_folder",
                                    image_codec=args.h264_codec))
-    print(f"pipeline, JPEG, 1 actor, corpus x{mid} ...", flush=True)
-    runs.append(bench_pipeline(world, work, 1, mid, memory=False))
+    for scale in sorted({mid} | ({100} & set(scales))):  # x100: the rate once start-up is paid
+        print(f"pipeline, JPEG, 1 actor, corpus x{scale} ...", flush=True)
+        runs.append(bench_pipeline(world, work, 1, scale, memory=False))
     results["pipeline"] = runs
+    import ray
+
+    ray.shutdown()  # its processes idle on the same cores
+    time.sleep(3)
+    print("decode, VideoPCA and the edge density alone, again ...", flush=True)
+    results["alone_after"] = measure_alone(world, work)
+    results.update(ceilings(results["alone_before"], results["alone_after"], cores))
     (work / "teacher.json").write_text(json.dumps(results, indent=2))
     print_tables(results, mid)
 
 
+def measure_alone(world: Path, work: Path) -> dict:
+    """Decode, VideoPCA (plain, and with the actors' allocator setting, in a fresh process)
+    and the edge density, each alone in one process."""
+    out = {"decode_jpeg": bench_decode_jpeg(world), "decode_h264": bench_decode_h264(world, work / "mp4"),
+           "videopca": bench_videopca(world)}
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out["videopca_kept_memory"] = pool.submit(bench_videopca, world, True).result()
+    out["edge_density"] = bench_edge_density(world)
+    return out
+
+
+def ceilings(before: dict, after: dict, cores: int) -> dict:
+    """cores / (decode + VideoPCA), per frame, from the mean of the times measured before and
+    after the pipeline runs (this VM's speed drifts by ~10 % over a long benchmark)."""
+    def ms(key: str, field: str) -> float:
+        return (1 / before[key][field] + 1 / after[key][field]) / 2
+
+    vpca, density = ms("videopca", "frames_per_s_per_core"), ms("edge_density", "frames_per_s_per_core")
+    ceiling = {"davis": cores / (ms("decode_jpeg", "frames_per_s") + vpca),
+               "video_folder": cores / (ms("decode_h264", "reader_frames_per_s") + vpca)}
+    return {"ceiling": ceiling, "ceiling_with_density": {k: cores / (cores / v + density) for k, v in ceiling.items()}}
+
+
 def print_tables(results: dict, mid: int) -> None:
-    d, h, v, ceiling = results["decode_jpeg"], results["decode_h264"], results["videopca"], results["ceiling"]
-    runs = results["pipeline"]
+    ceiling, runs = results["ceiling"], results["pipeline"]
+    before, after = results["alone_before"], results["alone_after"]
+
+    def pair(key: str, field: str) -> str:
+        return f"{before[key][field]:.0f} / {after[key][field]:.0f}"
+
     print(f"\n## Teacher ({results['machine']}, {results['date']})\n")
-    print("| measure | frames/s |\n| --- | --- |")
-    print(f"| decode alone, JPEG + annotations (DAVIS reader, 1 process) | {d['frames_per_s']:.0f} |")
-    print(f"| decode alone, H.264 128 px (video_folder reader, 1 process) | {h['reader_frames_per_s']:.0f} |")
-    print(f"| VideoPCA alone, per core (128 px) | {v['frames_per_s_per_core']:.0f} |")
-    if "videopca_kept_memory" in results:
-        print(f"| VideoPCA alone, per core, with the actors' allocator setting | "
-              f"{results['videopca_kept_memory']['frames_per_s_per_core']:.0f} |")
-    print(f"| edge density alone, per core | {results['edge_density']['frames_per_s_per_core']:.0f} |")
-    print(f"| ceiling, JPEG: cores / (decode + VideoPCA) | {ceiling['davis']:.0f} |")
-    print(f"| ceiling, H.264: cores / (decode + VideoPCA) | {ceiling['video_folder']:.0f} |")
+    print("| measure, before / after the pipeline runs | frames/s |\n| --- | --- |")
+    print(f"| decode alone, JPEG + annotations (DAVIS reader, 1 process) | {pair('decode_jpeg', 'frames_per_s')} |")
+    print(f"| decode alone, H.264 128 px (video_folder reader, 1 process) | {pair('decode_h264', 'reader_frames_per_s')} |")
+    print(f"| VideoPCA alone, per core (128 px) | {pair('videopca', 'frames_per_s_per_core')} |")
+    print(f"| VideoPCA alone, per core, with the actors' allocator setting | "
+          f"{pair('videopca_kept_memory', 'frames_per_s_per_core')} |")
+    print(f"| edge density alone, per core | {pair('edge_density', 'frames_per_s_per_core')} |")
+    print(f"| ceiling, JPEG: cores / (decode + VideoPCA), mean times | {ceiling['davis']:.0f} |")
+    print(f"| ceiling, H.264: cores / (decode + VideoPCA), mean times | {ceiling['video_folder']:.0f} |")
     dens = results["ceiling_with_density"]
     print(f"| ceiling with the edge density (strata > 1), JPEG / H.264 | {dens['davis']:.0f} / {dens['video_folder']:.0f} |")
     print("\n| pipeline run | frames | seconds | frames/s | / ceiling | store (MB) | peak PSS (MiB) |")
@@ -304,9 +330,10 @@ def print_tables(results: dict, mid: int) -> None:
             print(f"| corpus x{run['repeat']}, {s['strata']} strat{'um' if s['strata'] == 1 else 'a'} | "
                   f"{s['frames']} | {s['kept']} | {s['seconds']:.1f} | {rate:.0f} | {rate / run['frames_per_s']:.0f}x |")
     jpeg = [r for r in runs if r["format"] == "davis"]
-    two = next(r for r in jpeg if r["actors"] == 2 and r["repeat"] == mid)
-    one = next(r for r in jpeg if r["actors"] == 1)
-    print(f"\n2 actors / 1 actor at x{mid}: {two['frames_per_s'] / one['frames_per_s']:.2f}x")
+    print()
+    for one in (r for r in jpeg if r["actors"] == 1):
+        two = next(r for r in jpeg if r["actors"] == 2 and r["repeat"] == one["repeat"])
+        print(f"2 actors / 1 actor at x{one['repeat']}: {two['frames_per_s'] / one['frames_per_s']:.2f}x")
     mems = {r["repeat"]: r["peak_pss_mib"] for r in jpeg if "peak_pss_mib" in r}
     if len(mems) > 1:
         lo, hi = min(mems), max(mems)
