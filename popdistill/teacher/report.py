@@ -77,18 +77,20 @@ def contact_sheet_frames(store, selected, per_group: int = 4, seed: int = 0):
         return pc.binary_join_element_wise(table["video"], pc.cast(table["frame"], pa.string()), "\x00")
 
     def picks(fs, files: list[str], known: pa.Array | None) -> list[FrameRecord]:
-        """A frame each from up to ``per_group`` of ``files`` (random order, one per video);
-        with ``known``, only frames whose keys it lacks."""
+        """A frame each from up to ``per_group`` of ``files`` (random order, one per video,
+        at most ``8 * per_group`` files read); with ``known``, only frames whose keys it lacks."""
         out, videos = [], set()
-        for i in rng.permutation(len(files)):
+        for i in rng.permutation(len(files))[: 8 * per_group]:
             table = pq.read_table(files[i], filesystem=fs)
             rows = np.arange(table.num_rows)
             if known is not None:
                 rows = rows[~pc.is_in(keys(table), value_set=known).to_numpy(zero_copy_only=False)]
-            if not rows.size or table["video"][0].as_py() in videos:
+            rows = [r for r in rows if table["video"][int(r)].as_py() not in videos]
+            if not rows:
                 continue
-            videos.add(table["video"][0].as_py())
-            out.append(FrameRecord.from_row(table.slice(int(rng.choice(rows)), 1).to_pylist()[0]))
+            record = FrameRecord.from_row(table.slice(int(rng.choice(rows)), 1).to_pylist()[0])
+            videos.add(record.video)
+            out.append(record)
             if len(out) == per_group:
                 break
         return out
