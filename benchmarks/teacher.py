@@ -105,40 +105,36 @@ def bench_videopca(world: Path, keep_freed_memory: bool = False) -> dict:
 
         keep()
 
-    from popdistill.data.readers import create_reader
     from popdistill.teacher.config import VideoPCAConfig
     from popdistill.teacher.videopca import VideoPCA
 
     torch.set_num_threads(1)
-    reader = create_reader("davis", world)
-    videos = [np.stack([r.image for r in reader.read_video(ref)]) for ref in reader.videos()]
-    vp = VideoPCA(VideoPCAConfig())
-    vp(videos[0])  # warm-up (builds the colour look-up table)
-    t0, c0 = time.perf_counter(), time.process_time()
-    n = 0
-    for _ in range(3):
-        for v in videos:
-            vp(v)
-            n += len(v)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"frames": n, "frames_per_s_per_core": n / wall, "frames_per_cpu_s": n / cpu}
+    return _rate_per_core(world, VideoPCA(VideoPCAConfig()))  # warm-up builds the colour look-up table
 
 
 def bench_edge_density(world: Path) -> dict:
     """The edge density per core, frames in memory, a chunk (a video) at a time as the actors
     compute it."""
-    from popdistill.data.readers import create_reader
     from popdistill.selection.scores import edge_densities
+
+    return _rate_per_core(world, edge_densities)
+
+
+def _rate_per_core(world: Path, work_on) -> dict:
+    """Frames/s of ``work_on(video frames)`` over the corpus's videos in memory, three passes
+    after one warm-up call, in this process."""
+    from popdistill.data.readers import create_reader
 
     reader = create_reader("davis", world)
     videos = [np.stack([r.image for r in reader.read_video(ref)]) for ref in reader.videos()]
-    edge_densities(videos[0])  # warm-up (imports)
-    t0, n = time.perf_counter(), 0
+    work_on(videos[0])
+    t0, c0, n = time.perf_counter(), time.process_time(), 0
     for _ in range(3):
         for v in videos:
-            edge_densities(v)
+            work_on(v)
             n += len(v)
-    return {"frames": n, "frames_per_s_per_core": n / (time.perf_counter() - t0)}
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"frames": n, "frames_per_s_per_core": n / wall, "frames_per_cpu_s": n / cpu}
 
 
 def bench_selection(store: Path, work: Path) -> list[dict]:
@@ -286,13 +282,14 @@ def measure_alone(world: Path, work: Path) -> dict:
 
 def ceilings(before: dict, after: dict, cores: int) -> dict:
     """cores / (decode + VideoPCA), per frame, from the mean of the times measured before and
-    after the pipeline runs (this VM's speed drifts by ~10 % over a long benchmark)."""
-    def ms(key: str, field: str) -> float:
+    after the pipeline runs (this VM's speed drifts by up to 20 % over a long benchmark)."""
+    def seconds_a_frame(key: str, field: str) -> float:
         return (1 / before[key][field] + 1 / after[key][field]) / 2
 
-    vpca, density = ms("videopca", "frames_per_s_per_core"), ms("edge_density", "frames_per_s_per_core")
-    ceiling = {"davis": cores / (ms("decode_jpeg", "frames_per_s") + vpca),
-               "video_folder": cores / (ms("decode_h264", "reader_frames_per_s") + vpca)}
+    vpca = seconds_a_frame("videopca", "frames_per_s_per_core")
+    density = seconds_a_frame("edge_density", "frames_per_s_per_core")
+    ceiling = {"davis": cores / (seconds_a_frame("decode_jpeg", "frames_per_s") + vpca),
+               "video_folder": cores / (seconds_a_frame("decode_h264", "reader_frames_per_s") + vpca)}
     return {"ceiling": ceiling, "ceiling_with_density": {k: cores / (cores / v + density) for k, v in ceiling.items()}}
 
 
