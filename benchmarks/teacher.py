@@ -155,10 +155,15 @@ def bench_selection(store: Path, work: Path) -> list[dict]:
 
 
 class PeakMemory:
-    """Samples the PSS of this process and all its descendants (Ray's processes) until stopped."""
+    """Samples the PSS of this process and all its descendants (Ray's processes) until stopped.
 
-    def __init__(self, interval: float = 0.5):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+    A sample reads every process's ``smaps_rollup``: ~30 ms of CPU with Ray's dozen processes
+    up, so one every 0.5 s took 6 % of a core from the pipeline it measures. The pause after a
+    sample is at least ``overhead`` ^ -1 times the sample's own time (2 %: a pause of ~1.5 s)."""
+
+    def __init__(self, interval: float = 0.5, overhead: float = 0.02):
+        self.interval, self.overhead, self.peak, self.samples = interval, overhead, 0, 0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
@@ -175,8 +180,10 @@ class PeakMemory:
 
     def _run(self):
         while not self._stop.is_set():
+            t0 = time.perf_counter()
             self.peak = max(self.peak, self._sample())
-            time.sleep(self.interval)
+            self.samples += 1
+            self._stop.wait(max(self.interval, (time.perf_counter() - t0) / self.overhead))
 
     def __enter__(self):
         self._thread.start()
@@ -211,12 +218,13 @@ def bench_pipeline(world: Path, work: Path, actors: int, repeat: int, memory: bo
     result = {"format": fmt, "actors": actors, "repeat": repeat, "frames": report["frames_this_run"],
               "seconds": report["seconds"], "frames_per_s": report["frames_per_second"],
               "store_mb": sum(f.stat().st_size for f in Path(report["store"]).rglob("*.parquet")) / 1e6,
+              "actor_seconds": report["actor_seconds"], "actor_step_seconds": report["actor_step_seconds"],
               **teacher}
     if selection:
         result["selection"] = bench_selection(Path(report["store"]), work)
     shutil.rmtree(out, ignore_errors=True)
     if mem:
-        result["peak_pss_mib"] = mem.peak / 2**20
+        result["peak_pss_mib"], result["pss_samples"] = mem.peak / 2**20, mem.samples
     return result
 
 
@@ -234,7 +242,7 @@ def main() -> None:
     scales = [int(s) for s in args.scales.split(",")]
     h264_scales = [int(s) for s in args.h264_scales.split(",") if s]
     cores = os.cpu_count() or 1
-    results = {"machine": f"{platform.node()} {cores} cpus", "date": time.strftime("%Y-%m-%d")}
+    results = {"machine": f"{platform.node()} {cores} cpus", "cores": cores, "date": time.strftime("%Y-%m-%d")}
 
     print("decode, VideoPCA and the edge density alone ...", flush=True)
     (work / "mp4").mkdir(exist_ok=True)
@@ -308,17 +316,29 @@ def print_tables(results: dict, mid: int) -> None:
     print(f"| VideoPCA alone, per core, with the actors' allocator setting | "
           f"{pair('videopca_kept_memory', 'frames_per_s_per_core')} |")
     print(f"| edge density alone, per core | {pair('edge_density', 'frames_per_s_per_core')} |")
+    print(f"| decode + VideoPCA alone, JPEG, ms a frame (mean times) | {results['cores'] * 1e3 / ceiling['davis']:.3f} |")
     print(f"| ceiling, JPEG: cores / (decode + VideoPCA), mean times | {ceiling['davis']:.0f} |")
     print(f"| ceiling, H.264: cores / (decode + VideoPCA), mean times | {ceiling['video_folder']:.0f} |")
     dens = results["ceiling_with_density"]
     print(f"| ceiling with the edge density (strata > 1), JPEG / H.264 | {dens['davis']:.0f} / {dens['video_folder']:.0f} |")
-    print("\n| pipeline run | frames | seconds | frames/s | / ceiling | store (MB) | peak PSS (MiB) |")
+    print("\n| pipeline run | frames | seconds | frames/s | / ceiling | store (MB) | peak PSS, MiB (samples) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
-        mem = f"{r['peak_pss_mib']:.0f}" if "peak_pss_mib" in r else "-"
+        mem = f"{r['peak_pss_mib']:.0f} ({r['pss_samples']})" if "peak_pss_mib" in r else "-"
         name = "JPEG" if r["format"] == "davis" else f"H.264 (image_codec {r.get('image_codec', 'source')})"
         print(f"| {name}, {r['actors']} actor(s), corpus x{r['repeat']} | {r['frames']} | {r['seconds']:.1f} | "
               f"{r['frames_per_s']:.0f} | {r['frames_per_s'] / ceiling[r['format']]:.2f} | {r['store_mb']:.0f} | {mem} |")
+    print("\nWhere the actors' time went (the teacher's own accounting, ms a frame; busy: the actors' chunk "
+          "time over actors x seconds of the run, the rest is their start-up and waiting):\n")
+    print("| pipeline run | decode | VideoPCA | edge density | store | other | busy |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in runs:
+        steps, n = r["actor_step_seconds"], max(r["frames"], 1)
+        other = r["actor_seconds"] - sum(steps.values())
+        name = "JPEG" if r["format"] == "davis" else "H.264"
+        print(f"| {name}, {r['actors']} actor(s), x{r['repeat']} | "
+              + " | ".join(f"{steps[k] / n * 1e3:.3f}" for k in ("decode", "masks", "density", "store"))
+              + f" | {other / n * 1e3:.3f} | {r['actor_seconds'] / (r['actors'] * r['seconds']):.2f} |")
     print("\n| selection pass, top 20 % | frames | kept | seconds | frames/s | / the teacher's |")
     print("| --- | --- | --- | --- | --- | --- |")
     for run in (r for r in runs if "selection" in r):

@@ -15,6 +15,7 @@ the mask's non-zero values).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,9 @@ class PopulationPredictor(StudentPredictor):
 
     def write(self, row: dict, records: list[FrameRecord]) -> None:
         for (model, teacher), (store, export) in zip(self.members, self.outputs):
+            t0 = time.perf_counter()
             masks = predict_records(model, records, self.batch_size, self.precision)
+            self.timed("masks", t0)
             self.write_masks(row, records, masks, store, export, teacher)
 
 
@@ -241,6 +244,7 @@ def run_predict_many(cfgs: Sequence[PredictConfig], log=print,
             "seconds": result.seconds,
             "frames_per_second": result.frames_per_second,
             "actor_seconds": result.actor_seconds,
+            "actor_step_seconds": result.step_seconds,
             "frames_per_actor_second": result.frames / max(result.actor_seconds, 1e-9),
             "skipped": [s.to_dict() for s in result.skipped],
             "store": p["store"].uri,

@@ -29,21 +29,28 @@ import numpy as np
 from popdistill.data.readers import VideoRef, create_reader
 from popdistill.data.schema import FrameRecord, Skipped
 from popdistill.inference import sink
-from popdistill.inference.chunks import Chunk, chunk_records, iter_chunks, read_chunks
+from popdistill.inference.chunks import chunk_records, iter_chunks, read_chunks
 from popdistill.inference.config import DECODE_MODES, IMAGE_CODECS
 from popdistill.progress import Progress
 from popdistill.ray_env import keep_freed_memory
 from popdistill.selection.scores import edge_densities, edge_density, scores_for_batch
 from popdistill.storage import RunPath, safe_name
 
-__all__ = ["MaskActor", "StreamResult", "stream_masks"]
+__all__ = ["MaskActor", "STEPS", "StreamResult", "stream_masks"]
 
 # How the videos are cut into actor tasks: ~VIDEOS_PER_TASK videos a task at scale (a million
 # frames: ~1,250 tasks, not 20,000), at least TASKS_PER_ACTOR tasks an actor on small corpora
 # (short tasks: the actors finish together), at most TASKS_IN_FLIGHT queued on one actor.
 VIDEOS_PER_TASK, TASKS_PER_ACTOR, TASKS_IN_FLIGHT = 16, 32, 2
+# An actor sends its chunks' summaries (progress, done markers) at most this often, and at the
+# end of each task.
+SUMMARY_SECONDS = 1.0
 
-_SUMMARY_KEYS = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "seconds")
+# Where an actor's time goes, summed a chunk: reading and decoding its frames, the masks, the
+# edge density, and the store (scores, table, Parquet file, PNG export)
+STEPS = ("decode", "masks", "density", "store")
+_SUMMARY_KEYS = ("video", "chunk", "last", "n_chunks", "n_frames", "skipped", "seconds",
+                 *(f"{step}_seconds" for step in STEPS))
 
 
 class MaskActor:
@@ -51,7 +58,7 @@ class MaskActor:
 
     With ``source`` (the reader's format, root and options, and the chunking) a row is a video
     reference: the actor decodes the video itself and yields one summary per chunk. Without,
-    a row is a chunk (:meth:`Chunk.to_row`) decoded by a read task, and the summaries come back
+    a row is a chunk (:meth:`popdistill.inference.chunks.Chunk.to_row`) decoded by a read task, and the summaries come back
     as one batch. A subclass gives ``masks(records)``; one that masks the same frames several
     ways (a population of students) overrides ``write`` and calls :meth:`write_masks` once per
     store.
@@ -71,20 +78,38 @@ class MaskActor:
         self.generation = generation
         self.source = source
         self.reader = create_reader(source["fmt"], source["root"], **source["options"]) if source else None
+        self.step_seconds = dict.fromkeys(STEPS, 0.0)
+
+    def timed(self, step: str, since: float) -> float:
+        """Adds the seconds since ``since`` to ``step`` (:data:`STEPS`); returns the time now."""
+        now = time.perf_counter()
+        self.step_seconds[step] += now - since
+        return now
+
+    def _summary(self, info: dict, n_frames: int, seconds: float) -> dict:
+        """A chunk's summary row, with the step seconds since the last one."""
+        steps = {f"{k}_seconds": v for k, v in self.step_seconds.items()}
+        self.step_seconds = dict.fromkeys(STEPS, 0.0)
+        return {**info, "n_frames": n_frames, "seconds": seconds, **steps}
 
     def masks(self, records: list[FrameRecord]) -> list[np.ndarray] | np.ndarray:
         raise NotImplementedError
 
     def write(self, row: dict, records: list[FrameRecord]) -> None:
-        self.write_masks(row, records, self.masks(records), self.store, self.export, self.teacher)
+        t0 = time.perf_counter()
+        masks = self.masks(records)
+        self.timed("masks", t0)
+        self.write_masks(row, records, masks, self.store, self.export, self.teacher)
 
     def write_masks(self, row: dict, records: list[FrameRecord], masks, store: RunPath,
                     export: RunPath | None, teacher: str) -> None:
         """The chunk's frames with ``masks`` (and their scores) as one chunk of ``store``."""
         from popdistill.data.schema import encode_jpeg
 
+        t0 = time.perf_counter()
         if self.density:  # here, where the frames are decoded: selection reads it
             _fill_densities(records)
+        t0 = self.timed("density", t0)
         for r, m, s in zip(records, masks, scores_for_batch(np.stack(masks))):
             r.mask, r.score = m, float(s)
             r.teacher, r.generation = teacher, self.generation
@@ -95,33 +120,44 @@ class MaskActor:
         sink.write_chunk(store, str(row["video"]), int(row["chunk"]), records)
         if export is not None:
             sink.export_pngs(export, records)
+        self.timed("store", t0)
 
     def __call__(self, batch: dict):
         if self.reader is not None:
             return self._decode_and_mask(batch)
-        out: dict[str, list] = {k: [] for k in _SUMMARY_KEYS}
+        rows = []
         for i in range(len(batch["video"])):
             row = {k: batch[k][i] for k in batch}
             t0 = time.perf_counter()
-            records = chunk_records(row)
+            records = chunk_records(row)  # from the Arrow IPC a read task decoded
+            self.timed("decode", t0)
             if records:
                 self.write(row, records)
-            for k in ("video", "chunk", "last", "n_chunks", "skipped"):
-                out[k].append(row[k])
-            out["n_frames"].append(len(records))
-            out["seconds"].append(time.perf_counter() - t0)
-        return {k: np.asarray(v) for k, v in out.items()}
+            info = {k: row[k] for k in ("video", "chunk", "last", "n_chunks", "skipped")}
+            rows.append(self._summary(info, len(records), time.perf_counter() - t0))
+        return _summaries(rows)
 
     def _decode_and_mask(self, batch: dict):
-        """Each video of ``batch`` decoded here, chunk by chunk; one summary a chunk."""
+        """Each video of ``batch`` decoded here, chunk by chunk; a chunk's summary (one row)
+        is yielded with the others of the last :data:`SUMMARY_SECONDS`, and the rest at the end:
+        each yield is a block the driver's Ray Data handles, so one a chunk would cost more
+        than small chunks' own work, while a long video still reports as it goes."""
+        rows: list[dict] = []
+        last = time.perf_counter()
         for ref in batch["ref"]:
             ref = VideoRef.from_dict(json.loads(str(ref)))
             t0 = time.perf_counter()
             for chunk in iter_chunks(self.reader, ref, self.source["chunk_frames"], self.source["min_frames"]):
+                self.timed("decode", t0)  # the chunk is read and decoded as it is asked for
                 if chunk.records:
                     self.write(chunk.info(), chunk.records)
-                yield _summary(chunk, time.perf_counter() - t0)
+                rows.append(self._summary(chunk.info(), len(chunk.records), time.perf_counter() - t0))
                 t0 = time.perf_counter()
+                if t0 - last >= SUMMARY_SECONDS:
+                    yield _summaries(rows)
+                    rows, last = [], t0
+        if rows:
+            yield _summaries(rows)
 
 
 def _fill_densities(records: list[FrameRecord]) -> None:
@@ -137,9 +173,9 @@ def _fill_densities(records: list[FrameRecord]) -> None:
         r.density = float(v)
 
 
-def _summary(chunk: Chunk, seconds: float) -> dict:
-    row = {**chunk.info(), "n_frames": len(chunk.records), "seconds": seconds}
-    return {k: np.asarray([row[k]]) for k in _SUMMARY_KEYS}
+def _summaries(rows: list[dict]) -> dict:
+    """Chunk summaries as one block: a column a key of :data:`_SUMMARY_KEYS`."""
+    return {k: np.asarray([row[k] for row in rows]) for k in _SUMMARY_KEYS}
 
 
 @dataclass
@@ -151,10 +187,20 @@ class StreamResult:
     seconds: float
     actor_seconds: float
     skipped: list[Skipped] = field(default_factory=list)
+    # the actors' seconds by step (:data:`STEPS`), summed over every chunk of this run
+    step_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / max(self.seconds, 1e-9)
+
+    def steps_line(self) -> str:
+        """The actors' time a frame by step: ``ms a frame: decode 0.48, masks 0.50, ...``;
+        ``other``: the rest of their chunks' time (summaries, Ray's share inside the actor)."""
+        n = max(self.frames, 1)
+        other = self.actor_seconds - sum(self.step_seconds.values())
+        steps = ", ".join(f"{k} {v / n * 1e3:.2f}" for k, v in self.step_seconds.items())
+        return f"ms a frame: {steps}, other {other / n * 1e3:.2f}"
 
 
 def stream_masks(
@@ -199,7 +245,7 @@ def stream_masks(
     target = {"stores": [s.uri for s in stores]} if many else {"store": store.uri}
 
     t0 = time.perf_counter()
-    frames, actor_seconds = 0, 0.0
+    frames, actor_seconds, step_seconds = 0, 0.0, dict.fromkeys(STEPS, 0.0)
     if decode not in DECODE_MODES:
         raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
     if todo:
@@ -237,6 +283,8 @@ def stream_masks(
                     skipped += [Skipped(**s) for s in json.loads(str(batch["skipped"][i]))]
                 chunks[chunk] = n
                 actor_seconds += float(batch["seconds"][i])
+                for step in STEPS:
+                    step_seconds[step] += float(batch[f"{step}_seconds"][i])
                 if bool(batch["last"][i]):
                     expected[video] = int(batch["n_chunks"][i])
                 total = sum(chunks.values())
@@ -247,14 +295,17 @@ def stream_masks(
                         sink.mark_done(d, video, {"video": video, "frames": total, "chunks": len(chunks)})
                     bar.update(1, frames=frames)
         bar.close()
-    seconds = time.perf_counter() - t0
-    log(f"{label}: {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
-    return StreamResult(
+    result = StreamResult(
         videos_total=len(refs),
         videos_done=len(set.intersection(*(sink.done_videos(d) for d in dones))),
         processed_this_run=len(todo),
         frames=frames,
-        seconds=seconds,
+        seconds=time.perf_counter() - t0,
         actor_seconds=actor_seconds,
         skipped=skipped,
+        step_seconds=step_seconds,
     )
+    log(f"{label}: {frames} frames in {result.seconds:.1f} s ({result.frames_per_second:.0f} frames/s)")
+    if frames:
+        log(f"{label}: the actors' time, {result.steps_line()}")
+    return result

@@ -88,6 +88,7 @@ def run_teacher(cfg: TeacherConfig, log=print) -> dict:
         "seconds": result.seconds,
         "frames_per_second": result.frames_per_second,
         "actor_seconds": result.actor_seconds,
+        "actor_step_seconds": result.step_seconds,
         "selection": selection,
         "skipped": [s.to_dict() for s in result.skipped],
         "store": paths["store"].uri,

@@ -140,3 +140,51 @@ def test_the_table_built_by_columns_equals_arrows_row_by_row_table():
     assert table.validate(full=True) is None
     assert table.equals(by_rows)
     assert table["gt_boxes"].to_pylist()[-1] == [] and table["gt_boxes"].to_pylist()[0] is None
+
+
+def test_a_teachers_chunk_has_its_masks_stacked_into_one_buffer_with_the_same_bytes():
+    """A chunk whose frames all have a mask and an annotation of one size: both columns are
+    built from one stacked buffer, and equal the row-by-row table; mask values on the
+    quantisation's edges (0, 1, x.5 / 255, out of range) land where ``encode_soft_mask`` puts them."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    edges = np.array([0, 1, 0.5 / 255, 1.5 / 255, 254.5 / 255, -0.2, 1.3, 0.999], np.float32)
+    records = []
+    for i in range(5):
+        mask = rng.random((4, 6)).astype(np.float32)
+        mask.flat[:8] = edges
+        records.append(FrameRecord("world", "v", i, rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), f"{i}.jpg",
+                                   gt_mask=rng.random((6, 8)) > 0.5, mask=mask, score=0.5, teacher="videopca",
+                                   generation=1, density=0.01 * i))
+    table = records_to_table(records)
+    assert table.validate(full=True) is None
+    assert table["mask"].chunk(0).buffers()[2].size == 5 * 4 * 6  # one buffer, no copies a row
+    assert table.equals(pa.Table.from_pylist([r.to_row() for r in records], schema=FRAME_SCHEMA))
+    assert [table["mask"][i].as_py() for i in range(5)] == [encode_soft_mask(r.mask) for r in records]
+    assert np.frombuffer(table["mask"][0].as_py(), np.uint8)[:8].tolist() == [0, 255, 0, 2, 254, 0, 255, 255]
+    back = table_to_records(table)
+    for r, b in zip(records, back):
+        np.testing.assert_array_equal(b.gt_mask, r.gt_mask)
+    # one frame without a mask, or masks of two sizes: the row-by-row path, the same table
+    for change in ("none", "size"):
+        mixed = table_to_records(table)
+        mixed[2].mask = None if change == "none" else np.zeros((3, 3), np.float32)
+        assert records_to_table(mixed).equals(pa.Table.from_pylist([r.to_row() for r in mixed], schema=FRAME_SCHEMA))
+
+
+def test_a_store_file_has_no_dictionaries_or_statistics_for_its_images_and_masks(tmp_path):
+    """RunPath.write_table: dictionary pages and min/max statistics for the scalar and string
+    columns only (a filter on them still prunes); images and masks plain, zstd-compressed."""
+    from popdistill.storage import RunPath
+
+    RunPath.of(str(tmp_path / "f.parquet")).write_table(records_to_table(_records()))
+    meta = pq.ParquetFile(tmp_path / "f.parquet").metadata.row_group(0)
+    columns = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    for name in ("image", "gt_mask", "mask"):
+        assert not columns[name].has_dictionary_page and not columns[name].is_stats_set, name
+        assert columns[name].compression == "ZSTD"
+    assert columns["dataset"].has_dictionary_page and columns["frame"].is_stats_set
+    assert columns["frame"].statistics.min == 0 and columns["frame"].statistics.max == 17
+    only = pq.read_table(tmp_path / "f.parquet", filters=[("frame", ">", 10)])
+    assert only["frame"].to_pylist() == [17]

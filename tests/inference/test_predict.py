@@ -132,11 +132,18 @@ def test_actor_writes_a_chunk_without_ray(davis, checkpoint, tmp_path):
     np.testing.assert_allclose([r["score"] for r in stored], mean, atol=HALF_LSB)
 
 
-def test_an_actor_that_decodes_its_videos_writes_the_store_that_read_tasks_feed_it(davis, checkpoint, tmp_path):
-    """``decode: actor``: a video reference in, one summary a chunk out; the store is the one
-    written from chunk rows decoded elsewhere, row for row."""
+@pytest.mark.parametrize("every", [0.0, 3600.0])
+def test_an_actor_that_decodes_its_videos_writes_the_store_that_read_tasks_feed_it(davis, checkpoint, tmp_path,
+                                                                                   monkeypatch, every):
+    """``decode: actor``: video references in, a summary row a chunk out, sent in blocks at most
+    every SUMMARY_SECONDS (0: a block a chunk; an hour: one block for the task), with the
+    actor's seconds by step; the store is the one written from chunk rows decoded elsewhere,
+    row for row."""
     import json
 
+    from popdistill.inference import stream
+
+    monkeypatch.setattr(stream, "SUMMARY_SECONDS", every)
     reader = create_reader("davis", davis)
     refs = reader.videos()
     rows = [c.to_row() for ref in refs for c in iter_chunks(reader, ref, chunk_frames=2, min_frames=1)]
@@ -145,9 +152,13 @@ def test_an_actor_that_decodes_its_videos_writes_the_store_that_read_tasks_feed_
     source = {"fmt": "davis", "root": str(davis), "options": {}, "chunk_frames": 2, "min_frames": 1}
     own = StudentPredictor(str(checkpoint), str(tmp_path / "own"), None, generation=2, threads=1,
                            batch_size=2, source=source)
-    out = list(own({"ref": np.asarray([json.dumps(r.to_dict()) for r in refs], dtype=object)}))
-    assert [(str(o["video"][0]), int(o["chunk"][0]), int(o["n_frames"][0])) for o in out] == \
+    blocks = list(own({"ref": np.asarray([json.dumps(r.to_dict()) for r in refs], dtype=object)}))
+    assert len(blocks) == (len(rows) if every == 0 else 1)
+    out = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
+    assert list(zip(out["video"].tolist(), out["chunk"].tolist(), out["n_frames"].tolist())) == \
         [(r["video"], r["chunk"], r["n_frames"]) for r in rows]
+    steps = np.stack([out[f"{k}_seconds"] for k in stream.STEPS])
+    assert (steps > 0).all() and (steps.sum(axis=0) <= out["seconds"]).all()
     assert _store(tmp_path / "own") == _store(tmp_path / "fed")
 
 

@@ -98,6 +98,11 @@ def test_teacher_store_selection_and_report(first_run):
     assert Image.open(png / "seq0" / "00000.png").size == (64, 64)
     saved = json.loads((out / "teacher" / "report.json").read_text())
     assert saved["selection"]["kept"] == sel["kept"]
+    # The actors' time by step, together within their chunks' time.
+    steps = report["actor_step_seconds"]
+    assert set(steps) == {"decode", "masks", "density", "store"}
+    assert all(steps[k] > 0 for k in ("decode", "masks", "store"))  # (no strata here: no density)
+    assert sum(steps.values()) <= report["actor_seconds"] <= report["seconds"] * 2
     assert (out / "teacher" / "contact_sheet.png").exists()
 
 
