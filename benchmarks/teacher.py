@@ -10,12 +10,15 @@ Measures, on the embedded medium corpus (20 videos x 48 frames at 128 px, genera
 2. VideoPCA alone, frames/s per core (torch with one thread, frames already in memory);
 3. the ceiling of the pipeline on this machine: cores / (decode + VideoPCA time a frame), from
    1 and 2, for JPEG and for H.264 input (1 and 2 are measured before and after the pipeline
-   runs, and the ceiling takes the mean times: this VM's speed drifts over a long run);
+   runs, and the ceiling takes the mean times: this VM's speed drifts over a long run); and,
+   for each run, the ceiling from decode and VideoPCA measured just before and just after it;
 4. the whole pipeline (``popdistill teacher``'s ``run_teacher``, 4 edge-density strata as the
    run configs use: video references -> VideoPCA actors that decode, mask, score, measure the
    edge density and store), frames/s of the streaming pass (start-up of Ray itself excluded,
    actor start-up included), against the ceiling (and against the ceiling that counts the
-   edge density too);
+   edge density too), and the share of the cores' time the actors spent decoding and masking
+   (their own accounting, no measure alone in it, so no drift: it exceeds the true ratio by the
+   actors' own slow-down of those two steps); where each actor's time went, step by step;
 5. 1 vs 2 actors on the corpus x10 (and x100 when it is among the scales);
 6. peak memory (PSS summed over the driver and every Ray process, the object store included)
    while the pipeline runs, at every scale above x1;
@@ -252,19 +255,27 @@ def main() -> None:
     init_ray(num_cpus=cores)
     # one unrecorded run first: Ray's first actors start cold processes, and the run that paid
     # for it (whichever came first) would not be comparable with the others
-    bench_pipeline(world, work, 2, 1, memory=False)
-    runs = []
+    bench_pipeline(world, work, actors=2, repeat=1, memory=False)
     mid = 10 if 10 in scales else scales[-1]
-    for scale in scales:
-        print(f"pipeline, JPEG, 2 actors, corpus x{scale} ...", flush=True)
-        runs.append(bench_pipeline(world, work, 2, scale, memory=scale > 1, selection=scale in (mid, max(scales))))
-    for scale in h264_scales:
-        print(f"pipeline, H.264, 2 actors, corpus x{scale} ...", flush=True)
-        runs.append(bench_pipeline(work / "mp4", work, 2, scale, memory=True, fmt="video_folder",
-                                   image_codec=args.h264_codec))
-    for scale in sorted({mid} | ({100} & set(scales))):  # x100: the rate once start-up is paid
-        print(f"pipeline, JPEG, 1 actor, corpus x{scale} ...", flush=True)
-        runs.append(bench_pipeline(world, work, 1, scale, memory=False))
+    specs = [dict(fmt="davis", actors=2, repeat=scale, memory=scale > 1, selection=scale in (mid, max(scales)))
+             for scale in scales]
+    specs += [dict(fmt="video_folder", actors=2, repeat=scale, memory=True, image_codec=args.h264_codec)
+              for scale in h264_scales]
+    specs += [dict(fmt="davis", actors=1, repeat=scale, memory=False)  # x100: the rate once start-up is paid
+              for scale in sorted({mid} | ({100} & set(scales)))]
+    # decode and VideoPCA alone again between the runs: each run's ceiling from the measures just
+    # before and just after it, as this VM's speed drifts by up to 20 % over the benchmark
+    print("decode and VideoPCA alone, between the runs ...", flush=True)
+    around = [quick_alone(world, work)]
+    runs = []
+    for spec in specs:
+        name = "JPEG" if spec["fmt"] == "davis" else "H.264"
+        print(f"pipeline, {name}, {spec['actors']} actor(s), corpus x{spec['repeat']} ...", flush=True)
+        fmt_world = world if spec["fmt"] == "davis" else work / "mp4"
+        runs.append(bench_pipeline(fmt_world, work, **spec))
+        around.append(quick_alone(world, work))
+        runs[-1]["ceiling_around"] = ceilings(around[-2], around[-1], cores)["ceiling"][spec["fmt"]]
+    results["around"] = around
     results["pipeline"] = runs
     import ray
 
@@ -275,6 +286,12 @@ def main() -> None:
     results.update(ceilings(results["alone_before"], results["alone_after"], cores))
     (work / "teacher.json").write_text(json.dumps(results, indent=2))
     print_tables(results, mid)
+
+
+def quick_alone(world: Path, work: Path) -> dict:
+    """Decode (JPEG and H.264) and VideoPCA alone, the measures a ceiling needs (~6 s)."""
+    return {"decode_jpeg": bench_decode_jpeg(world), "decode_h264": bench_decode_h264(world, work / "mp4"),
+            "videopca": bench_videopca(world)}
 
 
 def measure_alone(world: Path, work: Path) -> dict:
@@ -295,9 +312,11 @@ def ceilings(before: dict, after: dict, cores: int) -> dict:
         return (1 / before[key][field] + 1 / after[key][field]) / 2
 
     vpca = seconds_a_frame("videopca", "frames_per_s_per_core")
-    density = seconds_a_frame("edge_density", "frames_per_s_per_core")
     ceiling = {"davis": cores / (seconds_a_frame("decode_jpeg", "frames_per_s") + vpca),
                "video_folder": cores / (seconds_a_frame("decode_h264", "reader_frames_per_s") + vpca)}
+    if "edge_density" not in before:  # a quick measure between runs
+        return {"ceiling": ceiling}
+    density = seconds_a_frame("edge_density", "frames_per_s_per_core")
     return {"ceiling": ceiling, "ceiling_with_density": {k: cores / (cores / v + density) for k, v in ceiling.items()}}
 
 
@@ -321,13 +340,21 @@ def print_tables(results: dict, mid: int) -> None:
     print(f"| ceiling, H.264: cores / (decode + VideoPCA), mean times | {ceiling['video_folder']:.0f} |")
     dens = results["ceiling_with_density"]
     print(f"| ceiling with the edge density (strata > 1), JPEG / H.264 | {dens['davis']:.0f} / {dens['video_folder']:.0f} |")
-    print("\n| pipeline run | frames | seconds | frames/s | / ceiling | store (MB) | peak PSS, MiB (samples) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n/ ceiling: against the ceiling above (start and end of the benchmark); / around: against the"
+          " ceiling measured just before and just after the run; decode + VideoPCA share: the actors' seconds"
+          " in those two steps over cores x seconds of the run (no measure alone in it: drift-free, and above"
+          " the true ratio by the actors' own slow-down of those steps)\n")
+    print("| pipeline run | frames | seconds | frames/s | / ceiling | / around | decode + VideoPCA share "
+          "| store (MB) | peak PSS, MiB (samples) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
         mem = f"{r['peak_pss_mib']:.0f} ({r['pss_samples']})" if "peak_pss_mib" in r else "-"
         name = "JPEG" if r["format"] == "davis" else f"H.264 (image_codec {r.get('image_codec', 'source')})"
+        steps = r["actor_step_seconds"]
+        share = (steps["decode"] + steps["masks"]) / (min(r["actors"], results["cores"]) * r["seconds"])
         print(f"| {name}, {r['actors']} actor(s), corpus x{r['repeat']} | {r['frames']} | {r['seconds']:.1f} | "
-              f"{r['frames_per_s']:.0f} | {r['frames_per_s'] / ceiling[r['format']]:.2f} | {r['store_mb']:.0f} | {mem} |")
+              f"{r['frames_per_s']:.0f} | {r['frames_per_s'] / ceiling[r['format']]:.2f} | "
+              f"{r['frames_per_s'] / r['ceiling_around']:.2f} | {share:.2f} | {r['store_mb']:.0f} | {mem} |")
     print("\nWhere the actors' time went (the teacher's own accounting, ms a frame; busy: the actors' chunk "
           "time over actors x seconds of the run, the rest is their start-up and waiting):\n")
     print("| pipeline run | decode | VideoPCA | edge density | store | other | busy |")
@@ -350,7 +377,9 @@ def print_tables(results: dict, mid: int) -> None:
     print()
     for one in (r for r in jpeg if r["actors"] == 1):
         two = next(r for r in jpeg if r["actors"] == 2 and r["repeat"] == one["repeat"])
-        print(f"2 actors / 1 actor at x{one['repeat']}: {two['frames_per_s'] / one['frames_per_s']:.2f}x")
+        print(f"2 actors / 1 actor at x{one['repeat']}: {two['frames_per_s'] / one['frames_per_s']:.2f}x "
+              f"(each against the ceiling around it: "
+              f"{two['frames_per_s'] / two['ceiling_around'] / (one['frames_per_s'] / one['ceiling_around']):.2f}x)")
     mems = {r["repeat"]: r["peak_pss_mib"] for r in jpeg if "peak_pss_mib" in r}
     if len(mems) > 1:
         lo, hi = min(mems), max(mems)
