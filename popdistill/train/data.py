@@ -39,7 +39,8 @@ def decode_images(batch: Mapping[str, Any]) -> list[Tensor]:
     out = []
     for data, h, w, codec in zip(batch["image"], batch["height"], batch["width"], codecs):
         arr = decode_image(data, int(h), int(w), codec)
-        out.append(torch.from_numpy(arr.copy() if not codec else arr).permute(2, 0, 1))
+        # raw bytes and Pillow's arrays (Pillow >= 13) are read-only; torch wants its own memory
+        out.append(torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1))
     return out
 
 

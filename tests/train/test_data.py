@@ -101,6 +101,27 @@ def test_decode_round_trips_the_store_rows():
             assert np.array_equal(gt, r.gt_mask)
 
 
+@pytest.mark.parametrize("codec", [None, "jpeg"])
+def test_decoded_images_own_their_memory(codec):
+    """Raw bytes and Pillow's decoded arrays are read-only: the tensors must not share them (torch
+    warns, and an in-place augmentation would write into an immutable buffer)."""
+    import warnings
+
+    from popdistill.data.schema import encode_jpeg
+
+    records = square_records(2, size=16, mask_size=8)
+    if codec:
+        for r in records:
+            r.encoded, r.image_codec = encode_jpeg(r.image), codec
+    rows = records_to_table(records).to_pydict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images = decode_images(rows)
+    for im in images:
+        im.add_(1)  # writable, and writing leaves the rows alone
+    assert decode_images(rows)[0].sum() != images[0].sum()
+
+
 def test_stack_resized_groups_shapes_and_scales_uint8():
     a = torch.full((3, 10, 10), 255, dtype=torch.uint8)
     b = torch.zeros((3, 6, 8), dtype=torch.uint8)
