@@ -171,8 +171,22 @@ def build_trainer(cfg: TrainConfig, callbacks: Sequence[Any] = ()):
         datasets=datasets,
         # Only the training set is split between workers (equal shares, so every worker takes
         # the same number of steps); rank 0 validates on the whole validation set.
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest_options()),
     )
+
+
+def ingest_options():
+    """Ray Data's options for the workers' shards: Train's defaults, rows kept in order.
+
+    Train replaces a dataset's own execution options (``read_store`` asks for its order to be
+    kept) by these; with Ray's default, blocks come in the order their read tasks finish, so
+    a loaded machine changed the batches, and a resumed student's weights no longer equalled
+    an uninterrupted one's."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
 
 
 def train_student(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:

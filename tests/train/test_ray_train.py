@@ -136,6 +136,17 @@ def test_a_rerun_gives_the_same_numbers_and_a_step_budget_ends_the_run(ray_sessi
     assert payload["step"] == 11 and payload["config"]["budget_spent"]
 
 
+@pytest.mark.timeout(60)
+def test_the_workers_shards_keep_the_stores_row_order(ray_session, stores, tmp_path):
+    """Train gives each dataset the execution options of its DataConfig, not the dataset's own:
+    those must keep the order (else the batches follow whichever read task ends first)."""
+    from popdistill.train.launcher import build_trainer
+
+    trainer = build_trainer(_config(stores, tmp_path / "order"))
+    for name in ("train", "val"):
+        assert trainer.data_config._resolve_execution_options(name).preserve_order, name
+
+
 @pytest.mark.timeout(420)
 def test_a_student_killed_and_resumed_ends_with_the_weights_of_one_never_killed(ray_session, stores, tmp_path):
     """The resumed epochs see the batches they would have seen: the block order is the same
