@@ -226,7 +226,7 @@ def decode_soft_mask(data: bytes, height: int, width: int) -> np.ndarray:
 def records_to_table(records: Iterable[FrameRecord]) -> pa.Table:
     """``records`` as one table in :data:`FRAME_SCHEMA`, built column by column: the boxes from
     one stacked float32 array, the masks (a chunk's are one size) quantised as one stack into
-    one buffer. A tenth of the time of Arrow's row-wise ``from_pylist`` on a teacher's chunk."""
+    one buffer: a fraction of the time of Arrow's row-wise ``from_pylist`` (docs/benchmarks.md)."""
     records = list(records)
     boxes = [None if r.gt_boxes is None else np.asarray(r.gt_boxes, np.float32).reshape(-1, 4) for r in records]
     columns = {name: pa.array([get(r) for r in records], type=FRAME_SCHEMA.field(name).type)

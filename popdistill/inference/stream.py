@@ -57,9 +57,9 @@ class MaskActor:
     """Ray Data callable class; writes the masks of every chunk it is given.
 
     With ``source`` (the reader's format, root and options, and the chunking) a row is a video
-    reference: the actor decodes the video itself and yields one summary per chunk. Without,
-    a row is a chunk (:meth:`popdistill.inference.chunks.Chunk.to_row`) decoded by a read task, and the summaries come back
-    as one batch. A subclass gives ``masks(records)``; one that masks the same frames several
+    reference: the actor decodes the video itself and yields a summary row per chunk, a block a
+    second at most. Without, a row is a chunk (``Chunk.to_row``) decoded by a read task, and
+    the summaries come back as one batch. A subclass gives ``masks(records)``; one that masks the same frames several
     ways (a population of students) overrides ``write`` and calls :meth:`write_masks` once per
     store.
     """
