@@ -269,8 +269,7 @@ def main() -> None:
     around = [quick_alone(world, work)]
     runs = []
     for spec in specs:
-        name = "JPEG" if spec["fmt"] == "davis" else "H.264"
-        print(f"pipeline, {name}, {spec['actors']} actor(s), corpus x{spec['repeat']} ...", flush=True)
+        print(f"pipeline, {_input_name(spec['fmt'])}, {spec['actors']} actor(s), corpus x{spec['repeat']} ...", flush=True)
         fmt_world = world if spec["fmt"] == "davis" else work / "mp4"
         runs.append(bench_pipeline(fmt_world, work, **spec))
         around.append(quick_alone(world, work))
@@ -320,6 +319,10 @@ def ceilings(before: dict, after: dict, cores: int) -> dict:
     return {"ceiling": ceiling, "ceiling_with_density": {k: cores / (cores / v + density) for k, v in ceiling.items()}}
 
 
+def _input_name(fmt: str) -> str:
+    return "JPEG" if fmt == "davis" else "H.264"
+
+
 def print_tables(results: dict, mid: int) -> None:
     ceiling, runs = results["ceiling"], results["pipeline"]
     before, after = results["alone_before"], results["alone_after"]
@@ -349,7 +352,7 @@ def print_tables(results: dict, mid: int) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
         mem = f"{r['peak_pss_mib']:.0f} ({r['pss_samples']})" if "peak_pss_mib" in r else "-"
-        name = "JPEG" if r["format"] == "davis" else f"H.264 (image_codec {r.get('image_codec', 'source')})"
+        name = _input_name(r["format"]) + ("" if r["format"] == "davis" else f" (image_codec {r.get('image_codec', 'source')})")
         steps = r["actor_step_seconds"]
         share = (steps["decode"] + steps["masks"]) / (min(r["actors"], results["cores"]) * r["seconds"])
         print(f"| {name}, {r['actors']} actor(s), corpus x{r['repeat']} | {r['frames']} | {r['seconds']:.1f} | "
@@ -362,8 +365,7 @@ def print_tables(results: dict, mid: int) -> None:
     for r in runs:
         steps, n = r["actor_step_seconds"], max(r["frames"], 1)
         other = r["actor_seconds"] - sum(steps.values())
-        name = "JPEG" if r["format"] == "davis" else "H.264"
-        print(f"| {name}, {r['actors']} actor(s), x{r['repeat']} | "
+        print(f"| {_input_name(r['format'])}, {r['actors']} actor(s), x{r['repeat']} | "
               + " | ".join(f"{steps[k] / n * 1e3:.3f}" for k in ("decode", "masks", "density", "store"))
               + f" | {other / n * 1e3:.3f} | {r['actor_seconds'] / (r['actors'] * r['seconds']):.2f} |")
     print("\n| selection pass, top 20 % | frames | kept | seconds | frames/s | / the teacher's |")
