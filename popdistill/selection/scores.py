@@ -30,10 +30,12 @@ def mask_score(mask: np.ndarray) -> float:
 
 
 def scores_for_batch(masks: np.ndarray) -> np.ndarray:
-    """Scores (float64, one per mask) of a (B, ...) batch of soft masks."""
-    flat = np.asarray(masks, dtype=np.float64).reshape(len(masks), -1)
+    """Scores (float64, one per mask) of a (B, ...) batch of soft masks: sums in float64,
+    read from the masks as they are (no float64 copy of a float32 stack)."""
+    masks = np.asarray(masks)
+    flat = masks.reshape(len(masks), -1)
     count = np.count_nonzero(flat, axis=1)
-    total = flat.sum(axis=1)
+    total = flat.sum(axis=1, dtype=np.float64)
     return np.divide(total, count, out=np.zeros(len(flat)), where=count > 0)
 
 
@@ -113,39 +115,61 @@ def edge_density(image: np.ndarray) -> float:
 _GREY = np.array([0.2125, 0.7154, 0.0721], np.float32)
 
 
-def edge_densities(frames: np.ndarray, group: int = 8) -> np.ndarray:
+def edge_densities(frames: np.ndarray, group: int = 4) -> np.ndarray:
     """:func:`edge_density` of each frame of a stack (T x H x W x 3 RGB, or T x H x W grey;
     uint8, or float in [0, 1]): ``skimage.filters.sobel(skimage.color.rgb2gray(frame)).mean()``.
 
     Computed as scikit-image defines it (3 x 3 Sobel kernels with [1, 2, 1] / 4 smoothing,
-    edges extended by reflection, magnitude sqrt((h^2 + v^2) / 2)), but separably on ``group``
-    frames at once in float32: 0.1 ms a 128 px frame instead of 0.4 for scikit-image's float64
-    2-D convolutions frame by frame; the two agree to 1e-6 (tests/selection/test_scores.py).
-    The teacher's actors compute it for every frame they mask, so its cost is the pipeline's.
+    edges extended by reflection, magnitude sqrt((h^2 + v^2) / 2)) but in float32, ``group``
+    frames at once, each step one pass over a flat buffer: the grey frames go into a padded
+    buffer, and a neighbour along a row is the next element, one down a column the element a
+    padded row later, so every filter is a sum of the buffer and a shifted view of it (values
+    that straddle two rows fall in the padding and are never read). The [1, 2, 1] smoothing is
+    [1, 1] twice; each frame's magnitudes are summed in float32 (pairwise). Agrees with
+    scikit-image to 1e-6 (tests/selection/test_scores.py). The teacher's actors compute it for
+    every frame they mask, so its cost is the pipeline's (docs/benchmarks.md).
     """
     frames = np.asarray(frames)
     if frames.ndim not in (3, 4) or (frames.ndim == 4 and frames.shape[-1] != 3):
         raise ValueError(f"edge_densities: expected T x H x W x 3 or T x H x W frames, got shape {frames.shape}")
     scale = np.float32(1 / 255 if frames.dtype == np.uint8 else 1)
-    out = np.empty(len(frames))
-    for i in range(0, len(frames), group):
-        part = frames[i:i + group]
-        grey = part @ (_GREY * scale) if part.ndim == 4 else part.astype(np.float32) * scale
-        p = np.pad(grey.astype(np.float32, copy=False), ((0, 0), (1, 1), (1, 1)), mode="edge")
-        s = p[:, :, :-2] + p[:, :, 2:]  # [1, 2, 1] along the rows ...
-        s += p[:, :, 1:-1]
-        s += p[:, :, 1:-1]
-        h = s[:, :-2] - s[:, 2:]  # ... then [1, 0, -1] down the columns: the horizontal edges
-        s = p[:, :-2] + p[:, 2:]
-        s += p[:, 1:-1]
-        s += p[:, 1:-1]
-        v = s[:, :, :-2] - s[:, :, 2:]
-        h *= h
-        v *= v
-        h += v
-        np.sqrt(h, out=h)
-        out[i:i + group] = h.mean(axis=(1, 2), dtype=np.float64) / (4 * np.sqrt(2))
-    return out
+    t, height, width = frames.shape[:3]
+    g = max(1, min(group, t))
+    row = width + 2  # a padded row; the pixel (y, x) of a frame is at (y + 1) * row + x + 1
+    size = (height + 2) * row
+    padded = np.empty((g, height + 2, row), np.float32)
+    pairs, smooth, h, v = (np.empty(g * size, np.float32) for _ in range(4))
+    out = np.empty(t)
+    for i in range(0, t, g):
+        part = frames[i:i + g]
+        n = len(part)
+        p = padded[:n]
+        if part.ndim == 4:
+            np.matmul(part, _GREY * scale, out=p[:, 1:-1, 1:-1], casting="unsafe")
+        else:
+            np.multiply(part, scale, out=p[:, 1:-1, 1:-1], casting="unsafe")
+        p[:, 0, 1:-1] = p[:, 1, 1:-1]  # edges extended
+        p[:, -1, 1:-1] = p[:, -2, 1:-1]
+        p[:, :, 0] = p[:, :, 1]
+        p[:, :, -1] = p[:, :, -2]
+        flat = p.reshape(-1)
+        m = n * size - 2 * row - 2  # h[k], v[k]: the pixel at k + row + 1
+        # [1, 2, 1] along the rows, then [1, 0, -1] down the columns: horizontal edges
+        np.add(flat[:-1], flat[1:], out=pairs[:n * size - 1])
+        np.add(pairs[:n * size - 2], pairs[1:n * size - 1], out=smooth[:n * size - 2])
+        np.subtract(smooth[:m], smooth[2 * row:2 * row + m], out=h[:m])
+        # [1, 2, 1] down the columns, then [1, 0, -1] along the rows: vertical edges
+        np.add(flat[:-row], flat[row:], out=pairs[:n * size - row])
+        np.add(pairs[:n * size - 2 * row], pairs[row:n * size - row], out=smooth[:n * size - 2 * row])
+        np.subtract(smooth[:m], smooth[2:m + 2], out=v[:m])
+        hm, vm = h[:m], v[:m]
+        np.square(hm, out=hm)
+        np.square(vm, out=vm)
+        hm += vm
+        np.sqrt(hm, out=hm)
+        pixels = h[:n * size].reshape(n, height + 2, row)[:, :height, :width]
+        out[i:i + n] = pixels.sum(axis=(1, 2))
+    return out / (height * width * 4 * np.sqrt(2))
 
 
 def strata_edges(values: np.ndarray, strata: int) -> np.ndarray:

@@ -71,7 +71,7 @@ def run_teacher(cfg: TeacherConfig, log=print) -> dict:
         actor_kwargs=dict(export_png=cfg.export_png, generation=cfg.generation,
                           cfg=to_dict(cfg.videopca), threads=cfg.torch_threads,
                           image_codec=cfg.image_codec,
-                          # the edge density (0.1 ms a frame) only where selection has strata
+                          # the edge density (~0.1 ms a frame) only where selection has strata
                           density=cfg.select_strata > 1),
         chunk_frames=cfg.chunk_frames, min_frames=cfg.videopca.k + 1, actors=cfg.actors,
         actor_cpus=cfg.actor_cpus, read_cpus=cfg.read_cpus, decode=cfg.decode, label="teacher", log=log,

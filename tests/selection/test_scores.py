@@ -41,6 +41,18 @@ def test_scores_for_batch_matches_per_mask():
     assert scores[2] == 0.0
 
 
+def test_scores_of_float32_masks_are_summed_in_float64():
+    """The masks are read as they are (no float64 copy), but summed in float64: a 128 px
+    float32 stack scores as its float64 copy does (a float32 sum misses the tolerance by far)."""
+    rng = np.random.default_rng(3)
+    masks = (rng.random((4, 128, 128)) * (rng.random((4, 128, 128)) > 0.5)).astype(np.float32)
+    masks[1] = np.float32(0.1) + np.float32(1e-4) * (np.arange(128 * 128) % 7).reshape(128, 128)
+    np.testing.assert_array_equal(scores_for_batch(masks), scores_for_batch(masks.astype(np.float64)))
+    exact = [float(np.sum(m.astype(np.float64)) / np.count_nonzero(m)) for m in masks]
+    np.testing.assert_allclose(scores_for_batch(masks), exact, rtol=1e-13)
+
+
+
 def test_top_ten_percent_of_0_to_99():
     scores = np.arange(100, dtype=np.float64)
     rng = np.random.default_rng(1)
