@@ -11,14 +11,25 @@ public code's ``(DIM_H, DIM_S, DIM_V)`` order: ``DIM_H`` quantises the cosine co
 
 Everything works on whole windows at once (no loop over frames or pixels). Colours of
 uint8 frames can go through a 2^24-entry look-up table built once per ``bins`` (32 MiB of
-int16), which replaces the HSV arithmetic by one gather.
+int16), which replaces the HSV arithmetic by one gather. Building it takes 0.3-1 s, once in each
+process (every teacher actor), so a built table is kept as a ``.npy`` file under
+``$POPDISTILL_LUT_CACHE`` (default ``~/.cache/popdistill/colour``; empty: no file), named by the
+bins, the torch version and a digest of the code that bins a colour, so a change of either
+builds a new one. A file that cannot be read as such a table is rebuilt; a folder that cannot be
+written only costs the build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import inspect
 import math
+import os
 import sys
+import uuid
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +40,8 @@ __all__ = [
     "colour_bin_index",
     "colour_bin_index_u8",
     "colour_lut",
+    "build_colour_lut",
+    "lut_cache_path",
     "pack_rgb",
     "colour_histograms",
     "colour_scores",
@@ -86,9 +99,64 @@ def colour_bin_index(rgb: torch.Tensor, bins: tuple[int, int, int], dim: int = -
 
 @functools.lru_cache(maxsize=4)
 def colour_lut(bins: tuple[int, int, int]) -> torch.Tensor:
-    """Bin index of every 24-bit colour code ``r | g << 8 | b << 16``; built once per ``bins``."""
-    n_bins = bins[0] * bins[1] * bins[2]
-    dtype = torch.int16 if n_bins <= 32767 else torch.int32
+    """Bin index of every 24-bit colour code ``r | g << 8 | b << 16``; built once per ``bins``
+    (and read from the cache file when one was kept: the module docstring)."""
+    bins = tuple(int(b) for b in bins)
+    path = lut_cache_path(bins)
+    lut = _read_lut(path, bins) if path else None
+    if lut is None:
+        lut = build_colour_lut(bins)
+        if path:
+            _keep_lut(path, lut)
+    return lut
+
+
+def lut_cache_path(bins: tuple[int, int, int]) -> Path | None:
+    """Where the look-up table of ``bins`` is kept; None when ``$POPDISTILL_LUT_CACHE`` is empty."""
+    root = os.environ.get("POPDISTILL_LUT_CACHE", str(Path.home() / ".cache" / "popdistill" / "colour"))
+    if not root:
+        return None
+    code = "".join(inspect.getsource(f) for f in (_hue6, chroma_coordinates, colour_bin_index, build_colour_lut))
+    digest = hashlib.sha256(f"{torch.__version__}\n{code}".encode()).hexdigest()[:16]
+    return Path(root) / f"colour-lut-{bins[0]}x{bins[1]}x{bins[2]}-{digest}.npy"
+
+
+def _lut_dtype(bins: tuple[int, int, int]) -> torch.dtype:
+    return torch.int16 if bins[0] * bins[1] * bins[2] <= 32767 else torch.int32
+
+
+def _read_lut(path: Path, bins: tuple[int, int, int]) -> torch.Tensor | None:
+    """The table kept at ``path`` (plain .npy, no pickle), or None if it is missing or is not
+    a table of ``bins``: 2^24 indices of the right type, each a bin."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    lut = torch.from_numpy(array) if array.dtype.kind == "i" else None
+    if lut is None or lut.shape != (1 << 24,) or lut.dtype != _lut_dtype(bins):
+        return None
+    if int(lut.min()) < 0 or int(lut.max()) >= bins[0] * bins[1] * bins[2]:
+        return None
+    return lut
+
+
+def _keep_lut(path: Path, lut: torch.Tensor) -> None:
+    """Writes the table to ``path`` (a temporary name, then a rename: readers never see half a
+    file); a folder that cannot be written is left alone."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.save(f, lut.numpy(), allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def build_colour_lut(bins: tuple[int, int, int]) -> torch.Tensor:
+    """:func:`colour_lut` computed: each 24-bit colour through :func:`colour_bin_index`."""
+    dtype = _lut_dtype(bins)
     levels = torch.arange(256, dtype=torch.float32) / 255.0
     lut = torch.empty(1 << 24, dtype=dtype)
     g, r = (c.reshape(1, -1) for c in torch.meshgrid(levels, levels, indexing="ij"))

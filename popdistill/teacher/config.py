@@ -37,7 +37,8 @@ class VideoPCAConfig:
       8-connected within a frame (never across frames).
     - ``window`` / ``stride``: frames per window and window step (0 = ``window``, no
       overlap); ``min_window``: a tail shorter than this is merged into the previous window.
-    - ``colour_lut``: code colours through a 2^24 look-up table (fast) instead of arithmetic.
+    - ``colour_lut``: code colours through a 2^24 look-up table (fast) instead of arithmetic;
+      the table is kept under ``$POPDISTILL_LUT_CACHE`` (default ``~/.cache/popdistill/colour``).
     """
 
     # frames are resized to size x size pixels (the paper: 300)
@@ -70,7 +71,8 @@ class VideoPCAConfig:
     stride: int = 0
     # a tail shorter than this is merged into the previous window
     min_window: int = 16
-    # code colours through a 2^24 look-up table (fast) instead of arithmetic
+    # code colours through a 2^24 look-up table (fast) instead of arithmetic; the table is kept
+    # on disk under $POPDISTILL_LUT_CACHE (default ~/.cache/popdistill/colour; empty: not kept)
     colour_lut: bool = True
 
     def validate(self) -> None:

@@ -264,8 +264,8 @@ def videopca_video(
 class VideoPCA:
     """Callable form (e.g. for a Ray Data actor): ``VideoPCA(cfg)(frames) -> masks``.
 
-    Construction validates the config and builds the colour look-up table (~1-2 s, 32 MiB),
-    so the first call is as fast as the others.
+    Construction validates the config and builds the colour look-up table (0.3-1 s, 32 MiB; or
+    reads the one kept on disk: ``colour.py``), so the first call is as fast as the others.
     """
 
     def __init__(self, cfg: VideoPCAConfig | None = None):

@@ -202,6 +202,43 @@ def test_lookup_table_matches_arithmetic():
     assert torch.equal(colour.colour_bin_index_u8(rgb, bins), direct)
 
 
+
+def test_lookup_table_is_kept_on_disk_read_back_and_rebuilt_when_bad(tmp_path, monkeypatch):
+    bins = (4, 3, 2)
+    built = []
+
+    def build(b):
+        built.append(b)
+        return real_build(b)
+
+    real_build = colour.build_colour_lut
+    monkeypatch.setattr(colour, "build_colour_lut", build)
+    lut_of = colour.colour_lut.__wrapped__  # past the per-process lru_cache
+    monkeypatch.setenv("POPDISTILL_LUT_CACHE", str(tmp_path / "cache"))
+    path = colour.lut_cache_path(bins)
+    assert path.parent == tmp_path / "cache" and path.name.startswith("colour-lut-4x3x2-")
+
+    first = lut_of(bins)  # built and kept
+    assert len(built) == 1 and path.is_file()
+    assert torch.equal(lut_of(bins), first) and len(built) == 1  # read back, not rebuilt
+    rgb = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (5000, 3), dtype=np.uint8))
+    assert torch.equal(first.index_select(0, colour.pack_rgb(rgb)).to(torch.int32),
+                       colour.colour_bin_index(rgb.float() / 255, bins))
+
+    path.write_bytes(b"not a table")  # unreadable: rebuilt and kept again
+    assert torch.equal(lut_of(bins), first) and len(built) == 2
+    np.save(path, np.full(1 << 24, 99, np.int16))  # a table, but not of these bins
+    assert torch.equal(lut_of(bins), first) and len(built) == 3
+    assert torch.equal(lut_of(bins), first) and len(built) == 3
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+    monkeypatch.setenv("POPDISTILL_LUT_CACHE", str(path / "under-a-file"))  # cannot be written
+    assert torch.equal(lut_of(bins), first) and len(built) == 4
+    monkeypatch.setenv("POPDISTILL_LUT_CACHE", "")  # no file at all
+    assert colour.lut_cache_path(bins) is None
+    assert torch.equal(lut_of(bins), first) and len(built) == 5
+
+
 def test_colour_scores_hand_computed():
     index = torch.tensor([0, 0, 1, 1, 1, 2])
     fg = torch.tensor([True, True, True, False, False, False])
