@@ -112,11 +112,15 @@ def colour_lut(bins: tuple[int, int, int]) -> torch.Tensor:
 
 
 def lut_cache_path(bins: tuple[int, int, int]) -> Path | None:
-    """Where the look-up table of ``bins`` is kept; None when ``$POPDISTILL_LUT_CACHE`` is empty."""
+    """Where the look-up table of ``bins`` is kept; None when ``$POPDISTILL_LUT_CACHE`` is empty
+    (or the binning code's source cannot be read, so a stale table could not be told apart)."""
     root = os.environ.get("POPDISTILL_LUT_CACHE", str(Path.home() / ".cache" / "popdistill" / "colour"))
     if not root:
         return None
-    code = "".join(inspect.getsource(f) for f in (_hue6, chroma_coordinates, colour_bin_index, build_colour_lut))
+    try:
+        code = "".join(inspect.getsource(f) for f in (_hue6, chroma_coordinates, colour_bin_index, build_colour_lut))
+    except (OSError, TypeError):  # installed without its sources: no way to tell a stale table
+        return None
     digest = hashlib.sha256(f"{torch.__version__}\n{code}".encode()).hexdigest()[:16]
     return Path(root) / f"colour-lut-{bins[0]}x{bins[1]}x{bins[2]}-{digest}.npy"
 

@@ -237,6 +237,13 @@ def test_lookup_table_is_kept_on_disk_read_back_and_rebuilt_when_bad(tmp_path, m
     monkeypatch.setenv("POPDISTILL_LUT_CACHE", "")  # no file at all
     assert colour.lut_cache_path(bins) is None
     assert torch.equal(lut_of(bins), first) and len(built) == 5
+    monkeypatch.setenv("POPDISTILL_LUT_CACHE", str(tmp_path / "cache"))
+
+    def no_source(obj):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(colour.inspect, "getsource", no_source)  # installed without sources
+    assert colour.lut_cache_path(bins) is None
 
 
 def test_colour_scores_hand_computed():
