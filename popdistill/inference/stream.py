@@ -110,8 +110,7 @@ class MaskActor:
         if self.density:  # here, where the frames are decoded: selection reads it
             _fill_densities(records)
         t0 = self.timed("density", t0)
-        stack = masks if isinstance(masks, np.ndarray) else np.stack(masks)
-        for r, m, s in zip(records, masks, scores_for_batch(stack)):
+        for r, m, s in zip(records, masks, scores_for_batch(masks)):  # an array, or a list of them
             r.mask, r.score = m, float(s)
             r.teacher, r.generation = teacher, self.generation
             if self.image_codec == "raw":
